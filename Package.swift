@@ -1,0 +1,66 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// NIO, Logging, Metrics and ServiceLifecycle come ONLY through the CohortCore product (the shared
+// library libCohortCore.so re-exports them). Listing them here again would link a second copy
+// into the host or a plugin. See docs/adr/0001-core-as-shared-library.md.
+let core: Target.Dependency = .product(name: "CohortCore", package: "CohortCore")
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("NonisolatedNonsendingByDefault"),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+/// Built-in plugins: each is a module linked into the default product, and also shipped as its own
+/// shared library (`lib<Name>Plugin.so`) that `cohort node --plugin` can load.
+let builtInPlugins = ["CohortTransportTCP", "CohortCodecBinary", "CohortCodecJSON", "CohortDiscoveryStatic"]
+
+let package = Package(
+    name: "cohort",
+    products: [
+        .library(name: "Cohort", targets: ["Cohort"]),
+        .library(name: "CohortTestKit", targets: ["CohortTestKit"]),
+        .executable(name: "cohort", targets: ["CohortCLI"]),
+    ] + builtInPlugins.map { .library(name: "\($0)Plugin", type: .dynamic, targets: ["\($0)Plugin"]) },
+    dependencies: [
+        .package(path: "Packages/CohortCore"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+    ],
+    targets: [
+        .target(
+            name: "Cohort",
+            dependencies: [core] + builtInPlugins.map { Target.Dependency(stringLiteral: $0) },
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "CohortTestKit",
+            dependencies: ["Cohort", core, .product(name: "DequeModule", package: "swift-collections")],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "CohortCLI",
+            dependencies: ["Cohort", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings
+        ),
+        // Plugins: the implementation modules (linked statically into Cohort) …
+        .target(
+            name: "CohortTransportTCP",
+            dependencies: [core, .product(name: "DequeModule", package: "swift-collections")],
+            path: "Plugins/CohortTransportTCP/Sources",
+            swiftSettings: swiftSettings
+        ),
+        .target(name: "CohortCodecBinary", dependencies: [core], path: "Plugins/CohortCodecBinary/Sources", swiftSettings: swiftSettings),
+        .target(name: "CohortCodecJSON", dependencies: [core], path: "Plugins/CohortCodecJSON/Sources", swiftSettings: swiftSettings),
+        .target(name: "CohortDiscoveryStatic", dependencies: [core], path: "Plugins/CohortDiscoveryStatic/Sources", swiftSettings: swiftSettings),
+        .testTarget(
+            name: "CohortTests",
+            dependencies: ["Cohort", "CohortTestKit", core],
+            swiftSettings: swiftSettings
+        ),
+    ] + builtInPlugins.map {
+        // … and the entry points, only in the shared libraries (the C symbol names are the same
+        // in every plugin, so they must not be linked into one executable together).
+        .target(name: "\($0)Plugin", dependencies: [core, Target.Dependency(stringLiteral: $0)], path: "Plugins/\($0)/Entry", swiftSettings: swiftSettings)
+    }
+)

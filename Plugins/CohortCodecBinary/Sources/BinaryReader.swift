@@ -1,0 +1,263 @@
+import CohortCore
+
+/// A map key as read from the input.
+enum BinaryKey: Hashable {
+    case string(String)
+    case int(Int)
+}
+
+/// Bounds-checked reads of the binary format at absolute indexes of the input buffer.
+///
+/// Nothing is copied: the reader keeps the caller's buffer (sharing its storage) and every
+/// read checks the index against the readable region first. Anything that does not fit the
+/// format raises ``CohortCore/CohortError`` with code `codecFailure`; a value of the wrong type
+/// for what is asked raises a `DecodingError`.
+final class BinaryReader {
+    let buffer: ByteBuffer
+    /// The first readable index (where the root value starts).
+    let start: Int
+    /// One past the last readable index.
+    let end: Int
+
+    init(buffer: ByteBuffer) {
+        self.buffer = buffer
+        start = buffer.readerIndex
+        end = buffer.writerIndex
+    }
+
+    // MARK: Errors
+
+    /// A malformed-input error naming the offset from the start of the value.
+    func malformed(_ what: String, at index: Int) -> CohortError {
+        CohortError(.codecFailure, "binary codec: malformed input at byte \(index - start) of \(end - start): \(what)")
+    }
+
+    /// The error for a value of another type than the one asked for.
+    func mismatch(_ type: Any.Type, found tag: BinaryTag, _ codingPath: [any CodingKey]) -> DecodingError {
+        let context = DecodingError.Context(codingPath: codingPath, debugDescription: "expected \(type) but found \(tag)")
+        return tag == .null ? .valueNotFound(type, context) : .typeMismatch(type, context)
+    }
+
+    // MARK: Structure
+
+    /// Checks that `size` bytes are readable at `index`; returns the index after them.
+    @inline(__always)
+    func need(_ size: Int, at index: Int) throws -> Int {
+        guard index >= start, size >= 0, size <= end - index else {
+            throw malformed("the input ends early (\(size) more bytes needed)", at: index)
+        }
+        return index + size
+    }
+
+    @inline(__always)
+    func byte(at index: Int) throws -> UInt8 {
+        guard index >= start, index < end, let value = buffer.getInteger(at: index, as: UInt8.self) else {
+            throw malformed("the input ends early", at: index)
+        }
+        return value
+    }
+
+    @inline(__always)
+    func tag(at index: Int) throws -> BinaryTag {
+        let value = try byte(at: index)
+        guard let tag = BinaryTag(rawValue: value) else {
+            throw malformed("unknown tag 0x\(String(value, radix: 16))", at: index)
+        }
+        return tag
+    }
+
+    /// An LEB128 varint of at most ten bytes whose value fits in 64 bits.
+    func varint(at index: Int) throws -> (value: UInt64, next: Int) {
+        var result: UInt64 = 0
+        var shift: UInt64 = 0
+        var position = index
+        while true {
+            let value = try byte(at: position)
+            position += 1
+            if shift == 63, value > 1 {
+                throw malformed("a varint does not fit in 64 bits", at: index)
+            }
+            result |= UInt64(value & 0x7F) << shift
+            if value & 0x80 == 0 { return (result, position) }
+            shift += 7
+        }
+    }
+
+    /// A byte length, refused when it is longer than what is left.
+    func length(at index: Int) throws -> (length: Int, next: Int) {
+        let (value, next) = try varint(at: index)
+        guard value <= UInt64(end - next) else {
+            throw malformed("a length of \(value) bytes is more than the \(end - next) bytes left", at: index)
+        }
+        return (Int(value), next)
+    }
+
+    /// A container count, refused when the bytes left cannot hold that many elements.
+    func count(at index: Int, bytesPerElement: Int) throws -> (count: Int, next: Int) {
+        let next = try need(BinaryFormat.countSize, at: index)
+        guard let value = buffer.getInteger(at: index, as: UInt32.self) else {
+            throw malformed("the input ends early", at: index)
+        }
+        guard UInt64(value) * UInt64(bytesPerElement) <= UInt64(end - next) else {
+            throw malformed("a count of \(value) elements is more than the \(end - next) bytes left can hold", at: index)
+        }
+        return (Int(value), next)
+    }
+
+    /// Checks the value at `index` and returns the index after it.
+    ///
+    /// - Parameter depth: how many containers enclose the value.
+    func skip(at index: Int, depth: Int) throws -> Int {
+        let tag = try tag(at: index)
+        let body = index + 1
+        switch tag {
+        case .null, .falseValue, .trueValue:
+            return body
+        case .signed, .unsigned:
+            return try varint(at: body).next
+        case .float32:
+            return try need(4, at: body)
+        case .float64:
+            return try need(8, at: body)
+        case .string, .bytes:
+            let (length, next) = try length(at: body)
+            return next + length
+        case .array:
+            try checkDepth(depth, at: index)
+            var (count, position) = try count(at: body, bytesPerElement: 1)
+            while count > 0 {
+                position = try skip(at: position, depth: depth + 1)
+                count -= 1
+            }
+            return position
+        case .map:
+            try checkDepth(depth, at: index)
+            var (count, position) = try count(at: body, bytesPerElement: 2)
+            while count > 0 {
+                position = try key(at: position).next
+                position = try skip(at: position, depth: depth + 1)
+                count -= 1
+            }
+            return position
+        }
+    }
+
+    /// Refuses a container nested deeper than the format allows.
+    func checkDepth(_ depth: Int, at index: Int) throws {
+        guard depth < BinaryFormat.maxDepth else {
+            throw malformed("containers nest more than \(BinaryFormat.maxDepth) deep", at: index)
+        }
+    }
+
+    /// A map key: a tagged string or signed integer.
+    func key(at index: Int) throws -> (key: BinaryKey, next: Int) {
+        switch try tag(at: index) {
+        case .string:
+            let (text, next) = try utf8(at: index + 1)
+            return (.string(text), next)
+        case .signed:
+            let (raw, next) = try varint(at: index + 1)
+            guard let number = Int(exactly: BinaryFormat.unzigzag(raw)) else {
+                throw malformed("an integer key does not fit in Int", at: index)
+            }
+            return (.int(number), next)
+        case let other:
+            throw malformed("a map key must be a string or a signed integer, not \(other)", at: index)
+        }
+    }
+
+    // MARK: Values
+
+    /// A length-prefixed UTF-8 body (after the tag).
+    private func utf8(at index: Int) throws -> (String, next: Int) {
+        let (length, next) = try length(at: index)
+        guard let view = buffer.viewBytes(at: next, length: length),
+            let text = String(validating: view, as: UTF8.self)
+        else {
+            throw malformed("a string is not valid UTF-8", at: index)
+        }
+        return (text, next + length)
+    }
+
+    func readBool(at index: Int, _ codingPath: [any CodingKey]) throws -> Bool {
+        switch try tag(at: index) {
+        case .trueValue: return true
+        case .falseValue: return false
+        case let other: throw mismatch(Bool.self, found: other, codingPath)
+        }
+    }
+
+    func readString(at index: Int, _ codingPath: [any CodingKey]) throws -> String {
+        let tag = try tag(at: index)
+        guard tag == .string else { throw mismatch(String.self, found: tag, codingPath) }
+        return try utf8(at: index + 1).0
+    }
+
+    /// Any integer type, from either integer tag, when the number fits.
+    func readInteger<T: FixedWidthInteger>(_ type: T.Type, at index: Int, _ codingPath: [any CodingKey]) throws -> T {
+        let tag = try tag(at: index)
+        let result: T?
+        let number: String
+        switch tag {
+        case .signed:
+            let value = BinaryFormat.unzigzag(try varint(at: index + 1).value)
+            result = T(exactly: value)
+            number = String(value)
+        case .unsigned:
+            let value = try varint(at: index + 1).value
+            result = T(exactly: value)
+            number = String(value)
+        default:
+            throw mismatch(T.self, found: tag, codingPath)
+        }
+        guard let result else {
+            throw DecodingError.dataCorrupted(
+                DecodingError.Context(codingPath: codingPath, debugDescription: "the number \(number) does not fit in \(T.self)")
+            )
+        }
+        return result
+    }
+
+    func readDouble(at index: Int, _ codingPath: [any CodingKey]) throws -> Double {
+        let tag = try tag(at: index)
+        switch tag {
+        case .float64:
+            _ = try need(8, at: index + 1)
+            return Double(bitPattern: buffer.getInteger(at: index + 1, as: UInt64.self) ?? 0)
+        case .float32:
+            _ = try need(4, at: index + 1)
+            return Double(Float(bitPattern: buffer.getInteger(at: index + 1, as: UInt32.self) ?? 0))
+        case .signed:
+            return Double(BinaryFormat.unzigzag(try varint(at: index + 1).value))
+        case .unsigned:
+            return Double(try varint(at: index + 1).value)
+        default:
+            throw mismatch(Double.self, found: tag, codingPath)
+        }
+    }
+
+    func readFloat(at index: Int, _ codingPath: [any CodingKey]) throws -> Float {
+        if try tag(at: index) == .float32 {
+            _ = try need(4, at: index + 1)
+            return Float(bitPattern: buffer.getInteger(at: index + 1, as: UInt32.self) ?? 0)
+        }
+        let value = try readDouble(at: index, codingPath)
+        guard value.isNaN || value.isInfinite || value.magnitude <= Double(Float.greatestFiniteMagnitude) else {
+            throw DecodingError.dataCorrupted(
+                DecodingError.Context(codingPath: codingPath, debugDescription: "the number \(value) does not fit in Float")
+            )
+        }
+        return Float(value)
+    }
+
+    /// The body of a `bytes` value as a slice sharing the input's storage, or nil when the
+    /// value at `index` is something else.
+    func readBytes(at index: Int) throws -> ByteBuffer? {
+        guard try tag(at: index) == .bytes else { return nil }
+        let (length, next) = try length(at: index + 1)
+        guard let slice = buffer.getSlice(at: next, length: length) else {
+            throw malformed("the input ends early", at: next)
+        }
+        return slice
+    }
+}

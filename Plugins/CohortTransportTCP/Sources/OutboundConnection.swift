@@ -1,0 +1,315 @@
+import CohortNIO
+import DequeModule
+import Synchronization
+
+/// The connection this node uses to send to one member.
+///
+/// All mutable state is confined to the transport's sender event loop; only ``inFlight`` is read
+/// from other threads. Every data frame carries the node-wide sequence number; the peer
+/// acknowledges receipt cumulatively (one `received` frame per read batch) and processing per
+/// frame, so the sender knows exactly which messages a broken connection took with it.
+final class OutboundConnection: @unchecked Sendable {
+    struct Entry {
+        var seq: UInt64
+        var ticket: SendTicket?
+        var slot: Int
+    }
+
+    enum State {
+        case idle
+        case connecting
+        case ready(any Channel)
+        case closed
+    }
+
+    /// Messages written or queued but not yet acknowledged at the level they asked for.
+    let inFlight = Atomic<Int>(0)
+    let endpoint: Endpoint
+    unowned let transport: TCPTransport
+    let loop: any EventLoop
+
+    // Loop-confined state.
+    private(set) var member: Member?
+    private var state: State = .idle
+    private var beforeReady: [ByteBuffer] = []
+    private var outstanding = Deque<Entry>()
+    private var awaitingProcessing: [UInt64: Entry] = [:]
+    private var handshakePromise: EventLoopPromise<Member>?
+    private var wasReady = false
+    private var deliberateClose = false
+    var dirty = false
+
+    init(endpoint: Endpoint, member: Member?, transport: TCPTransport, loop: any EventLoop) {
+        self.endpoint = endpoint
+        self.member = member
+        self.transport = transport
+        self.loop = loop
+    }
+
+    var isClosed: Bool {
+        if case .closed = state { return true }
+        return false
+    }
+
+    // MARK: - connecting
+
+    /// Opens the connection (if idle) and returns the peer's member record once the hello
+    /// exchange is done.
+    func connect(timeout: Duration) -> EventLoopFuture<Member> {
+        loop.preconditionInEventLoop()
+        switch state {
+        case .ready:
+            if let member { return loop.makeSucceededFuture(member) }
+            return loop.makeFailedFuture(CohortError(.connectionFailed, "connection to \(endpoint) has no member"))
+        case .connecting:
+            if let handshakePromise { return handshakePromise.futureResult }
+        case .closed:
+            return loop.makeFailedFuture(CohortError(.connectionFailed, "connection to \(endpoint) is closed"))
+        case .idle:
+            break
+        }
+        let promise = loop.makePromise(of: Member.self)
+        handshakePromise = promise
+        state = .connecting
+        let maxFrame = transport.settings.maxFrameSize
+        let bootstrap = ClientBootstrap(group: loop)
+            .connectTimeout(TimeAmount.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: maxFrame)))
+                    try channel.pipeline.syncOperations.addHandler(OutboundHandler(connection: self))
+                }
+            }
+        bootstrap.connect(host: endpoint.host, port: endpoint.port).whenComplete { [self] result in
+            switch result {
+            case .success(let channel):
+                if case .closed = state {
+                    channel.close(promise: nil)
+                    return
+                }
+                let hello = Frames.hello(kind: .hello, member: transport.localMember, allocator: channel.allocator)
+                channel.writeAndFlush(hello, promise: nil)
+                // The hello reply moves the state to ready (see onHelloReply).
+                loop.scheduleTask(in: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000)) { [self] in
+                    if case .connecting = state {
+                        fail(reason: "no hello reply from \(endpoint) within \(timeout)")
+                        channel.close(promise: nil)
+                    }
+                }
+                pendingChannel = channel
+            case .failure(let error):
+                fail(reason: "cannot connect to \(endpoint): \(error)")
+            }
+        }
+        return promise.futureResult
+    }
+
+    private var pendingChannel: (any Channel)?
+
+    func onHelloReply(_ peer: Member) {
+        loop.preconditionInEventLoop()
+        guard case .connecting = state, let channel = pendingChannel else { return }
+        if let expected = member, expected.id != peer.id {
+            fail(reason: "\(endpoint) is now a different incarnation (\(peer.id)), not \(expected.id)")
+            channel.close(promise: nil)
+            return
+        }
+        member = peer
+        pendingChannel = nil
+        state = .ready(channel)
+        wasReady = true
+        for frame in beforeReady { channel.write(frame, promise: nil) }
+        beforeReady.removeAll()
+        channel.flush()
+        transport.connectionBecameReady(self)
+        handshakePromise?.succeed(peer)
+        handshakePromise = nil
+    }
+
+    // MARK: - writing
+
+    /// Queues a frame and remembers who waits for its acknowledgement. Loop only.
+    func enqueue(_ frame: ByteBuffer, seq: UInt64, ticket: SendTicket?, slot: Int, guarantee: DeliveryGuarantee) {
+        switch state {
+        case .closed:
+            inFlight.subtract(1, ordering: .relaxed)
+            if let ticket {
+                ticket.resolve(slot: slot, .connectionFailed("connection to \(endpoint) is closed"))
+            } else if let member {
+                transport.reportAsyncFailure(count: 1, to: member, reason: "connection to \(endpoint) is closed")
+            }
+            return
+        case .ready(let channel):
+            channel.write(frame, promise: nil)
+            if !dirty {
+                dirty = true
+                transport.scheduleFlush(self)
+            }
+        case .connecting:
+            beforeReady.append(frame)
+        case .idle:
+            beforeReady.append(frame)
+            _ = connect(timeout: transport.settings.connectTimeout)
+        }
+        let entry = Entry(seq: seq, ticket: ticket, slot: slot)
+        if guarantee == .processed {
+            awaitingProcessing[seq] = entry
+        } else {
+            outstanding.append(entry)
+        }
+    }
+
+    /// Writes a control frame (heartbeat, leave) if connected; connects if idle.
+    func writeControl(_ frame: ByteBuffer) {
+        switch state {
+        case .ready(let channel):
+            channel.write(frame, promise: nil)
+            if !dirty {
+                dirty = true
+                transport.scheduleFlush(self)
+            }
+        case .idle:
+            beforeReady.append(frame)
+            _ = connect(timeout: transport.settings.connectTimeout)
+        case .connecting:
+            beforeReady.append(frame)
+        case .closed:
+            break
+        }
+    }
+
+    func flush() {
+        dirty = false
+        if case .ready(let channel) = state { channel.flush() }
+    }
+
+    /// Writes the leave frame and completes once it is on the wire (or failed).
+    func sendLeave() -> EventLoopFuture<Void> {
+        guard case .ready(let channel) = state else { return loop.makeSucceededVoidFuture() }
+        deliberateClose = true
+        return channel.writeAndFlush(Frames.control(.leave, allocator: channel.allocator))
+    }
+
+    // MARK: - acknowledgements
+
+    func onReceived(upTo seq: UInt64) {
+        while let first = outstanding.first, first.seq <= seq {
+            outstanding.removeFirst()
+            inFlight.subtract(1, ordering: .relaxed)
+            first.ticket?.resolve(slot: first.slot, .delivered)
+        }
+    }
+
+    func onProcessed(_ seq: UInt64) {
+        guard let entry = awaitingProcessing.removeValue(forKey: seq) else { return }
+        inFlight.subtract(1, ordering: .relaxed)
+        entry.ticket?.resolve(slot: entry.slot, .delivered)
+    }
+
+    func onFailed(_ seq: UInt64, reason: UInt8, text: String) {
+        let outcome: MemberOutcome = reason == 1 ? .remoteFailure(text) : .rejected(text)
+        if let entry = awaitingProcessing.removeValue(forKey: seq) {
+            inFlight.subtract(1, ordering: .relaxed)
+            entry.ticket?.resolve(slot: entry.slot, outcome)
+            return
+        }
+        if let index = outstanding.firstIndex(where: { $0.seq == seq }) {
+            let entry = outstanding.remove(at: index)
+            inFlight.subtract(1, ordering: .relaxed)
+            if let ticket = entry.ticket {
+                ticket.resolve(slot: entry.slot, outcome)
+            } else if let member {
+                transport.reportAsyncFailure(count: 1, to: member, reason: "rejected by the receiver: \(text)")
+            }
+        }
+    }
+
+    // MARK: - failure
+
+    /// Closes on purpose (member forgotten, shutdown): waiters fail, no loss is reported as a surprise.
+    func close(reason: String) {
+        deliberateClose = true
+        fail(reason: reason)
+    }
+
+    /// Fails everything outstanding and closes.
+    func fail(reason: String) {
+        loop.preconditionInEventLoop()
+        if case .closed = state { return }
+        let channel: (any Channel)?
+        if case .ready(let c) = state { channel = c } else { channel = pendingChannel }
+        state = .closed
+        pendingChannel = nil
+        beforeReady.removeAll()
+        handshakePromise?.fail(CohortError(.connectionFailed, reason))
+        handshakePromise = nil
+        var asyncLost = 0
+        for entry in outstanding {
+            if let ticket = entry.ticket { ticket.resolve(slot: entry.slot, .connectionFailed(reason)) } else { asyncLost += 1 }
+        }
+        for entry in awaitingProcessing.values {
+            if let ticket = entry.ticket { ticket.resolve(slot: entry.slot, .connectionFailed(reason)) } else { asyncLost += 1 }
+        }
+        inFlight.subtract(outstanding.count + awaitingProcessing.count, ordering: .relaxed)
+        outstanding.removeAll()
+        awaitingProcessing.removeAll()
+        channel?.close(promise: nil)
+        transport.connectionClosed(self, reason: reason, reportLoss: wasReady && !deliberateClose, asyncLost: asyncLost)
+    }
+}
+
+/// The client side of a connection: hello reply and acknowledgements.
+final class OutboundHandler: ChannelInboundHandler {
+    typealias InboundIn = WireFormat.Frame
+    let connection: OutboundConnection
+
+    init(connection: OutboundConnection) {
+        self.connection = connection
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var frame = unwrapInboundIn(data)
+        do {
+            switch frame.kind {
+            case .helloReply:
+                connection.onHelloReply(try WireFormat.readMember(from: &frame.body))
+            case .received:
+                guard let seq = frame.body.readInteger(as: UInt64.self) else { throw WireFormat.truncated("ack") }
+                connection.onReceived(upTo: seq)
+            case .processed:
+                guard let seq = frame.body.readInteger(as: UInt64.self) else { throw WireFormat.truncated("ack") }
+                connection.onProcessed(seq)
+            case .failed:
+                guard let seq = frame.body.readInteger(as: UInt64.self), let reason = frame.body.readInteger(as: UInt8.self) else {
+                    throw WireFormat.truncated("failure ack")
+                }
+                connection.onFailed(seq, reason: reason, text: try WireFormat.readString(from: &frame.body))
+            case .error:
+                let text = (try? WireFormat.readString(from: &frame.body)) ?? "unreadable error"
+                connection.fail(reason: "peer refused the connection: \(text)")
+            default:
+                break
+            }
+        } catch {
+            connection.transport.countMalformed()
+            connection.fail(reason: "malformed frame from \(connection.endpoint): \(error)")
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        connection.fail(reason: "connection to \(connection.endpoint) closed")
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if error is CohortError { connection.transport.countMalformed() }
+        connection.fail(reason: "connection to \(connection.endpoint) failed: \(error)")
+    }
+}
+
+extension WireFormat {
+    static func truncated(_ what: String) -> CohortError {
+        CohortError(.malformedFrame, "truncated \(what) frame")
+    }
+}

@@ -1,0 +1,12 @@
+/// The plugins linked into the default product.
+public enum BuiltInPlugins {
+    /// Factories of every built-in plugin.
+    public static var factories: [any PluginFactory] {
+        [TCPTransportPlugin(), BinaryCodecPlugin(), JSONCodecPlugin(), StaticDiscoveryPlugin()]
+    }
+
+    /// Registers every built-in plugin (idempotent).
+    public static func register(into registry: PluginRegistry = .shared) {
+        for factory in factories { registry.registerIfAbsent(factory) }
+    }
+}

@@ -1,0 +1,104 @@
+/// Everything a node needs to know, as one value.
+///
+/// Build it in code, or load it from a JSON file with environment overrides through
+/// ``ClusterConfiguration/load(file:environment:)``.
+public struct ClusterConfiguration: Sendable, Equatable {
+    /// The node's name (for logs and tools).
+    public var name: String
+    /// The address the transport listens on. Port 0 picks a free port.
+    public var listen: Endpoint
+    /// The cluster domain; members of other domains never see each other.
+    public var domain: String
+    /// Small metadata published with the member record.
+    public var metadata: [String: String]
+    /// The transport plugin id (`tcp`, or a loaded plugin's id).
+    public var transport: String
+    /// The codec plugin id used for sending (`binary` or `json`). Every loaded codec can be received.
+    public var codec: String
+    /// The discovery plugin id (`static`, or a loaded plugin's id).
+    public var discovery: String
+    /// Settings handed to the discovery plugin (for `static`: `members`).
+    public var discoverySettings: [String: String]
+    /// Settings handed to the transport plugin.
+    public var transportSettings: [String: String]
+    /// Shared libraries to load before the plugins are resolved.
+    public var plugins: [String]
+    /// Frame cap and connect timeout.
+    public var wire: TransportSettings
+    /// Heartbeats and handshakes.
+    public var membership: MembershipState.Settings
+    /// Probing and verdicts.
+    public var failureDetector: FailureDetectorState.Settings
+    /// Asynchronous send queues.
+    public var dispatch: MessageDispatch.Settings
+    /// Interceptor order, top (nearest the application) first. Known: `dispatch`, `failureDetector`.
+    public var interceptors: [String]
+    /// Default timeout of acknowledged sends.
+    public var sendTimeout: Duration
+
+    /// Creates a configuration.
+    public init(
+        name: String = "node",
+        listen: Endpoint = Endpoint(host: "127.0.0.1", port: 4000),
+        members: [Endpoint] = [],
+        domain: String = "default",
+        metadata: [String: String] = [:],
+        transport: String = "tcp",
+        codec: String = "binary",
+        discovery: String = "static",
+        discoverySettings: [String: String] = [:],
+        transportSettings: [String: String] = [:],
+        plugins: [String] = [],
+        wire: TransportSettings = TransportSettings(),
+        membership: MembershipState.Settings = .init(),
+        failureDetector: FailureDetectorState.Settings = .init(),
+        dispatch: MessageDispatch.Settings = .init(),
+        interceptors: [String] = ["dispatch", "failureDetector"],
+        sendTimeout: Duration = .seconds(5)
+    ) {
+        self.name = name
+        self.listen = listen
+        self.domain = domain
+        self.metadata = metadata
+        self.transport = transport
+        self.codec = codec
+        self.discovery = discovery
+        self.discoverySettings = discoverySettings
+        self.transportSettings = transportSettings
+        self.plugins = plugins
+        self.wire = wire
+        self.membership = membership
+        self.failureDetector = failureDetector
+        self.dispatch = dispatch
+        self.interceptors = interceptors
+        self.sendTimeout = sendTimeout
+        if !members.isEmpty { self.members = members }
+    }
+
+    /// The static member list (the `members` setting of the static discovery).
+    public var members: [Endpoint] {
+        get { (discoverySettings["members"] ?? "").split(separator: ",").compactMap { try? Endpoint(parsing: String($0)) } }
+        set { discoverySettings["members"] = newValue.map(\.description).joined(separator: ",") }
+    }
+
+    /// Checks the values for mistakes a node would only discover later.
+    ///
+    /// - Throws: ``CohortError/Code/badConfiguration`` naming the setting.
+    public func validate() throws {
+        func bad(_ key: String, _ why: String) -> CohortError {
+            CohortError(.badConfiguration, "configuration key '\(key)': \(why)")
+        }
+        if name.isEmpty { throw bad("name", "must not be empty") }
+        if wire.maxFrameSize < 1024 { throw bad("maxFrameSize", "must be at least 1024 bytes, got \(wire.maxFrameSize)") }
+        if wire.maxFrameSize > Int(UInt32.max) { throw bad("maxFrameSize", "must fit in 32 bits") }
+        if membership.heartbeatInterval <= .zero { throw bad("heartbeatIntervalMs", "must be positive") }
+        if membership.missingAfter <= membership.heartbeatInterval {
+            throw bad("missingAfterMs", "must be longer than the heartbeat interval (\(membership.heartbeatInterval)), or every member looks missing")
+        }
+        if failureDetector.confirmations < 1 { throw bad("confirmations", "must be at least 1") }
+        if dispatch.queueLimit < 1 { throw bad("queueLimit", "must be at least 1") }
+        for stage in interceptors where !["dispatch", "failureDetector"].contains(stage) {
+            throw bad("interceptors", "unknown interceptor '\(stage)' (known: dispatch, failureDetector)")
+        }
+    }
+}

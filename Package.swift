@@ -19,6 +19,7 @@ let package = Package(
     name: "cohort",
     products: [
         .library(name: "Cohort", targets: ["Cohort"]),
+        .library(name: "CohortSessions", targets: ["CohortSessions"]),
         .library(name: "CohortTestKit", targets: ["CohortTestKit"]),
         .executable(name: "cohort", targets: ["CohortCLI"]),
     ] + builtInPlugins.map { .library(name: "\($0)Plugin", type: .dynamic, targets: ["\($0)Plugin"]) },
@@ -31,6 +32,11 @@ let package = Package(
         .target(
             name: "Cohort",
             dependencies: [core] + builtInPlugins.map { Target.Dependency(stringLiteral: $0) },
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "CohortSessions",
+            dependencies: ["Cohort", core],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -53,6 +59,11 @@ let package = Package(
         .target(name: "CohortCodecBinary", dependencies: [core], path: "Plugins/CohortCodecBinary/Sources", swiftSettings: swiftSettings),
         .target(name: "CohortCodecJSON", dependencies: [core], path: "Plugins/CohortCodecJSON/Sources", swiftSettings: swiftSettings),
         .target(name: "CohortDiscoveryStatic", dependencies: [core], path: "Plugins/CohortDiscoveryStatic/Sources", swiftSettings: swiftSettings),
+        .testTarget(
+            name: "CohortSessionsTests",
+            dependencies: ["CohortSessions", "Cohort", "CohortTestKit", core],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "CohortTests",
             dependencies: ["Cohort", "CohortTestKit", core],

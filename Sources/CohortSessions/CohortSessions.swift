@@ -1,0 +1,1 @@
+// The session managers; see SessionManager.swift.

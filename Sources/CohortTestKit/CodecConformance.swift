@@ -248,7 +248,7 @@ public enum CodecConformance {
         } catch let failure as ConformanceFailure {
             throw failure
         } catch {
-            throw ConformanceFailure(codec: codec.name, check: check, detail: "threw \(type(of: error)) \(error), not CohortError(.codecFailure)")
+            throw ConformanceFailure(codec: codec.name, check: check, detail: "threw \(Swift.type(of: error)) \(error), not CohortError(.codecFailure)")
         }
     }
 

@@ -27,7 +27,7 @@ struct Telemetry: ClusterMessage, Equatable {
         sequence: 1_234_567,
         sentAt: Date(timeIntervalSinceReferenceDate: 760_000_000.125),
         tags: ["region": "eu-west", "role": "cache"],
-        readings: (0..<16).map { Reading(name: "metric.\($0)", value: Double($0) * 1.5, count: $0 * 100, ok: $0 % 3 != 0) }
+        readings: (0..<17).map { Reading(name: "metric.\($0)", value: Double($0) * 1.5, count: $0 * 100, ok: $0 % 3 != 0) }
     )
 }
 
@@ -181,23 +181,50 @@ struct CodecTests {
         #expect(try bytes(0) == [0x03, 0x00])
         #expect(try bytes(-1) == [0x03, 0x01])
         #expect(try bytes(300) == [0x03, 0xD8, 0x04])
+        #expect(try bytes(Int64.min) == [0x03] + [UInt8](repeating: 0xFF, count: 9) + [0x01])
         #expect(try bytes(UInt8(200)) == [0x04, 0xC8, 0x01])
-        #expect(try bytes(Float(1)) == [0x05, 0x3F, 0x80, 0x00, 0x00])
-        #expect(try bytes(1.0) == [0x06, 0x3F, 0xF0, 0, 0, 0, 0, 0, 0])
+        #expect(try bytes(Float(1)) == [0x03, 0x02])
+        #expect(try bytes(Float(0.5)) == [0x05, 0x3F, 0x00, 0x00, 0x00])
+        #expect(try bytes(-2.0) == [0x03, 0x03])
+        #expect(try bytes(-0.0) == [0x05, 0x80, 0x00, 0x00, 0x00])
+        #expect(try bytes(0.1) == [0x06, 0x3F, 0xB9, 0x99, 0x99, 0x99, 0x99, 0x99, 0x9A])
         #expect(try bytes("hé") == [0x07, 0x03, 0x68, 0xC3, 0xA9])
         #expect(try bytes(Data([1, 2])) == [0x08, 0x02, 0x01, 0x02])
         #expect(try bytes([UInt8]([1, 2])) == [0x08, 0x02, 0x01, 0x02])
-        #expect(try bytes([true]) == [0x09, 0, 0, 0, 1, 0x02])
-        #expect(try bytes(ProfileV1(name: "A", age: 2)) == [0x0A, 0, 0, 0, 2, 0x07, 4] + Array("name".utf8) + [0x07, 1, 0x41, 0x07, 3] + Array("age".utf8) + [0x03, 4])
-        #expect(try bytes([7: true]) == [0x0A, 0, 0, 0, 1, 0x03, 14, 0x02])
-        #expect(try bytes(["007": true]) == [0x0A, 0, 0, 0, 1, 0x07, 3, 0x30, 0x30, 0x37, 0x02])
-        #expect(try bytes(Int64.min) == [0x03] + [UInt8](repeating: 0xFF, count: 9) + [0x01])
+        #expect(try bytes([true]) == [0x0B, 1, 0x02])
+        #expect(try bytes([Bool](repeating: true, count: 300)) == [0x09, 0, 0, 0x01, 0x2C] + [UInt8](repeating: 0x02, count: 300))
+        #expect(try bytes(ProfileV1(name: "A", age: 2)) == [0x0C, 2, 8] + Array("name".utf8) + [0x07, 1, 0x41, 6] + Array("age".utf8) + [0x03, 4])
+        #expect(try bytes([7: true]) == [0x0C, 1, 29, 0x02])
+        #expect(try bytes(["007": true]) == [0x0C, 1, 6, 0x30, 0x30, 0x37, 0x02])
+        #expect(try bytes([Int]?.some([])) == [0x0B, 0])
     }
 
     @Test func binaryKeysMatchInAnyOrder() throws {
-        let input: [UInt8] = [0x0A, 0, 0, 0, 3, 0x07, 3] + Array("age".utf8) + [0x03, 4, 0x07, 1, 0x7A, 0x00, 0x07, 4] + Array("name".utf8) + [0x07, 1, 0x41]
+        let input: [UInt8] = [0x0C, 3, 6] + Array("age".utf8) + [0x03, 4, 2, 0x7A, 0x00, 8] + Array("name".utf8) + [0x07, 1, 0x41]
         var buffer = ByteBuffer(bytes: input)
         #expect(try BinaryCodec().decode(ProfileV1.self, from: &buffer) == ProfileV1(name: "A", age: 2))
+    }
+
+    @Test func binaryWidensLargeContainers() throws {
+        let big = (0..<1000).map { ["k\($0)": [$0, -$0]] }
+        var buffer = try BinaryCodec().encode(["list": big])
+        #expect(try BinaryCodec().decode([String: [[String: [Int]]]].self, from: &buffer) == ["list": big])
+        let keys = Dictionary(uniqueKeysWithValues: (0..<300).map { ($0, String($0)) })
+        var map = try BinaryCodec().encode(keys)
+        #expect(map.getInteger(at: 0, as: UInt8.self) == 0x0A)
+        #expect(try BinaryCodec().decode([Int: String].self, from: &map) == keys)
+    }
+
+    @Test func binaryFloatingPointIsBitExact() throws {
+        let doubles: [Double] = [.nan, -.nan, .signalingNaN, -0.0, .infinity, -.infinity, .leastNonzeroMagnitude, 0x1p53, -0x1p53 + 1, 1e300, 0.1]
+        var buffer = try BinaryCodec().encode(doubles)
+        #expect(try BinaryCodec().decode([Double].self, from: &buffer).map(\.bitPattern) == doubles.map(\.bitPattern))
+        let floats: [Float] = [.nan, -0.0, .infinity, .leastNonzeroMagnitude, .greatestFiniteMagnitude, 16_777_217, 0.1]
+        buffer = try BinaryCodec().encode(floats)
+        #expect(try BinaryCodec().decode([Float].self, from: &buffer).map(\.bitPattern) == floats.map(\.bitPattern))
+        expectCodecFailure(BinaryCodec(), try bytes(Double.greatestFiniteMagnitude), as: Float.self, mentioning: "does not fit")
+        var widened = try BinaryCodec().encode(Float(0.1))
+        #expect(try BinaryCodec().decode(Double.self, from: &widened) == Double(Float(0.1)))
     }
 
     @Test func binaryMissingKeyIsKeyNotFound() throws {
@@ -213,18 +240,21 @@ struct CodecTests {
 
     @Test func binaryRefusesHostileInput() throws {
         let codec = BinaryCodec()
-        let nest = { (depth: Int) in Array([[UInt8]](repeating: [0x09, 0, 0, 0, 1], count: depth - 1).joined()) + [0x09, 0, 0, 0, 0] }
+        let nest = { (depth: Int) in Array([[UInt8]](repeating: [0x0B, 1], count: depth - 1).joined()) + [0x0B, 0] }
         var ok = ByteBuffer(bytes: nest(64))
         _ = try codec.decode(Nest.self, from: &ok)
         expectCodecFailure(codec, nest(65), as: Nest.self, mentioning: "deep")
         expectCodecFailure(codec, [0x09, 0xFF, 0xFF, 0xFF, 0xFF, 0x00], as: [Int?].self, mentioning: "count")
-        expectCodecFailure(codec, [0x0A, 0, 0, 0, 2, 0x07, 0x00, 0x00], as: [String: Int?].self, mentioning: "count")
+        expectCodecFailure(codec, [0x0A, 0, 0, 0, 2, 0x02, 0x00, 0x00], as: [String: Int?].self, mentioning: "count")
+        expectCodecFailure(codec, [0x0C, 0xFF, 0x00], as: [String: Int?].self, mentioning: "count")
         expectCodecFailure(codec, [0x07, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F, 0x41], as: String.self, mentioning: "length")
         expectCodecFailure(codec, [0x08, 0x05, 0x01], as: Data.self, mentioning: "length")
         expectCodecFailure(codec, [0x03] + [UInt8](repeating: 0xFF, count: 10) + [0x01], as: Int.self, mentioning: "64 bits")
         expectCodecFailure(codec, [0x7F], as: Int.self, mentioning: "tag")
         expectCodecFailure(codec, [0x07, 0x02, 0xC3, 0x28], as: String.self, mentioning: "UTF-8")
-        expectCodecFailure(codec, [0x0A, 0, 0, 0, 1, 0x02, 0x02], as: [String: Bool].self, mentioning: "key")
+        expectCodecFailure(codec, [0x0C, 1, 0x04, 0xC3, 0x28, 0x02], as: [String: Bool].self, mentioning: "UTF-8")
+        expectCodecFailure(codec, [0x0C, 1, 0xFE, 0x01, 0x02], as: [String: Bool].self, mentioning: "key")
+        expectCodecFailure(codec, [0x05, 0x7F, 0x80, 0x00, 0x00], as: Int.self, mentioning: "does not fit")
         expectCodecFailure(codec, [0x03, 0xD8, 0x04], as: Int8.self, mentioning: "does not fit")
         expectCodecFailure(codec, [0x06, 0x3F], as: Double.self, mentioning: "ends early")
         expectCodecFailure(codec, [], as: Int.self, mentioning: "ends early")
@@ -233,7 +263,7 @@ struct CodecTests {
     @Test func binaryMutatedInputNeverCrashes() throws {
         let valid = Array(try BinaryCodec().encode(Telemetry.sample).readableBytesView)
         for position in valid.indices {
-            for replacement: UInt8 in [0x00, 0x0A, 0x7F, 0xFF] where valid[position] != replacement {
+            for replacement: UInt8 in [0x00, 0x0C, 0xFF] where valid[position] != replacement {
                 var input = valid
                 input[position] = replacement
                 var buffer = ByteBuffer(bytes: input)

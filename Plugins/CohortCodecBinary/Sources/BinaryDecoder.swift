@@ -42,9 +42,9 @@ struct BinaryKeyedDecoder<Key: CodingKey>: KeyedDecodingContainerProtocol {
         self.depth = depth
         self.codingPath = codingPath
         let tag = try reader.tag(at: index)
-        guard tag == .map else { throw reader.mismatch([String: Any].self, found: tag, codingPath) }
+        guard tag == .map || tag == .map8 else { throw reader.mismatch([String: Any].self, found: tag, codingPath) }
         try reader.checkDepth(depth, at: index)
-        var (count, position) = try reader.count(at: index + 1, bytesPerElement: 2)
+        var (count, position) = try reader.count(of: tag, at: index)
         entries.reserveCapacity(count)
         var table: [BinaryKey: Int] = [:]
         let hashed = count > Self.linearSearchLimit
@@ -176,9 +176,9 @@ struct BinaryUnkeyedDecoder: UnkeyedDecodingContainer {
         self.depth = depth
         self.codingPath = codingPath
         let tag = try reader.tag(at: index)
-        guard tag == .array else { throw reader.mismatch([Any].self, found: tag, codingPath) }
+        guard tag == .array || tag == .array8 else { throw reader.mismatch([Any].self, found: tag, codingPath) }
         try reader.checkDepth(depth, at: index)
-        (total, position) = try reader.count(at: index + 1, bytesPerElement: 1)
+        (total, position) = try reader.count(of: tag, at: index)
     }
 
     /// Reads the next element with `body` (handed a decoder for it) and moves past it; on

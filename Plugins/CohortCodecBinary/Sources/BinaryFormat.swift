@@ -5,28 +5,41 @@ import CohortCore
 /// The format is self-describing: a value is one tag byte followed by a body whose size the tag
 /// and the body's own length fields tell, so a reader can skip any value it does not want.
 ///
-/// | tag    | name     | body                                                                 |
-/// |--------|----------|----------------------------------------------------------------------|
-/// | `0x00` | nil      | none                                                                 |
-/// | `0x01` | false    | none                                                                 |
-/// | `0x02` | true     | none                                                                 |
-/// | `0x03` | signed   | zigzag-encoded LEB128 varint (1–10 bytes): 0→0, -1→1, 1→2, -2→3, …   |
-/// | `0x04` | unsigned | LEB128 varint (1–10 bytes), 7 bits a byte, least significant first   |
-/// | `0x05` | float32  | IEEE-754 bit pattern, 4 bytes big-endian                             |
-/// | `0x06` | float64  | IEEE-754 bit pattern, 8 bytes big-endian                             |
-/// | `0x07` | string   | byte length (unsigned varint), then that many bytes of UTF-8         |
-/// | `0x08` | bytes    | byte length (unsigned varint), then the raw bytes                    |
-/// | `0x09` | array    | element count (UInt32 big-endian), then the elements                 |
-/// | `0x0A` | map      | pair count (UInt32 big-endian), then key, value, key, value, …       |
+/// | tag    | name     | body                                                                  |
+/// |--------|----------|-----------------------------------------------------------------------|
+/// | `0x00` | nil      | none                                                                  |
+/// | `0x01` | false    | none                                                                  |
+/// | `0x02` | true     | none                                                                  |
+/// | `0x03` | signed   | zigzag-encoded LEB128 varint (1–10 bytes): 0→0, -1→1, 1→2, -2→3, …    |
+/// | `0x04` | unsigned | LEB128 varint (1–10 bytes), 7 bits a byte, least significant first    |
+/// | `0x05` | float32  | IEEE-754 bit pattern, 4 bytes big-endian                              |
+/// | `0x06` | float64  | IEEE-754 bit pattern, 8 bytes big-endian                              |
+/// | `0x07` | string   | byte length (unsigned varint), then that many bytes of UTF-8          |
+/// | `0x08` | bytes    | byte length (unsigned varint), then the raw bytes                     |
+/// | `0x09` | array    | element count (UInt32 big-endian), then the elements                  |
+/// | `0x0A` | map      | entry count (UInt32 big-endian), then key, value, key, value, …       |
+/// | `0x0B` | array8   | element count (UInt8), then the elements                              |
+/// | `0x0C` | map8     | entry count (UInt8), then key, value, key, value, …                   |
 ///
-/// A map key is itself a tagged `string` or `signed` value. A key is written as `signed` when
-/// its `CodingKey.intValue` is set and its `stringValue` is that number's decimal text (the keys
-/// of `[Int: T]`, or `"42"` in a `[String: T]`); otherwise as `string`, so `"007"` stays `"007"`.
+/// **Keys** carry no tag of their own: a key is one unsigned varint `h`, then for a string key
+/// `h >> 1` bytes of UTF-8 (`h` even), while an integer key is the zigzag number `h >> 1` (`h`
+/// odd). A key is written as an integer when its `CodingKey.intValue` is set and its
+/// `stringValue` is that number's decimal text (the keys of `[Int: T]`, or `"42"` in a
+/// `[String: T]`), and its zigzag form fits in 63 bits; otherwise as a string, so that `"007"`
+/// stays `"007"`.
 ///
-/// All Swift integer types use `signed` or `unsigned` by their signedness; a reader accepts
-/// either tag for any integer type when the number fits. `[UInt8]`, `Data` and `ByteBuffer`
-/// are written as `bytes`. Array and map counts are fixed-width so the encoder can reserve the
-/// slot and patch it when the container is done: encoding is a single pass into the buffer.
+/// **Numbers**: all Swift integer types use `signed` or `unsigned` by their signedness. A
+/// `Double` or `Float` holding a whole number of magnitude below 2^53 (and not -0) is written as
+/// `signed`, one that a `Float` holds exactly as `float32`, anything else as `float64`; the value
+/// always comes back bit for bit. A reader accepts any number tag for any number type: an integer
+/// type when the value is whole and in range, a floating-point type rounding to nearest (a
+/// `Float` refuses a value beyond its range).
+///
+/// **Bytes**: `[UInt8]`, `Data`, `ByteBuffer` and ``ByteBufferWrapping`` types are `bytes`.
+///
+/// **Containers** are opened as `array8`/`map8` with a one-byte count slot that is patched when
+/// the container is done, so encoding is a single pass into the output. The rare container that
+/// grows past 255 elements is widened once to `array`/`map` (its body moves up three bytes).
 ///
 /// There is no header: the frame around a payload already names the codec. A value nests at
 /// most ``BinaryFormat/maxDepth`` containers deep.
@@ -42,6 +55,8 @@ enum BinaryTag: UInt8, CustomStringConvertible {
     case bytes = 0x08
     case array = 0x09
     case map = 0x0A
+    case array8 = 0x0B
+    case map8 = 0x0C
 
     /// A name for error messages.
     var description: String {
@@ -54,8 +69,8 @@ enum BinaryTag: UInt8, CustomStringConvertible {
         case .float64: return "a Double"
         case .string: return "a string"
         case .bytes: return "bytes"
-        case .array: return "an array"
-        case .map: return "a keyed container"
+        case .array, .array8: return "an array"
+        case .map, .map8: return "a keyed container"
         }
     }
 }
@@ -66,8 +81,8 @@ enum BinaryFormat {
     static let maxDepth = 64
     /// The longest LEB128 varint of a 64-bit number.
     static let maxVarintBytes = 10
-    /// Size of an array or map count.
-    static let countSize = 4
+    /// The largest count of an `array8` or `map8`.
+    static let smallCountLimit = UInt32(UInt8.max)
 
     /// Maps a signed number onto an unsigned one so that small magnitudes stay small.
     @inline(__always)
@@ -81,10 +96,10 @@ enum BinaryFormat {
         Int64(bitPattern: value >> 1) ^ -Int64(bitPattern: value & 1)
     }
 
-    /// Whether a key is written as an integer (see the table on ``BinaryTag``).
+    /// The number a key is written as, or nil for a string key (see ``BinaryTag``).
     @inline(__always)
     static func integerKey(_ key: some CodingKey) -> Int? {
-        guard let value = key.intValue, key.stringValue == String(value) else { return nil }
+        guard let value = key.intValue, zigzag(Int64(value)) >> 63 == 0, key.stringValue == String(value) else { return nil }
         return value
     }
 

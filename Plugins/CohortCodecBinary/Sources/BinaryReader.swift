@@ -92,14 +92,24 @@ final class BinaryReader {
         return (Int(value), next)
     }
 
-    /// A container count, refused when the bytes left cannot hold that many elements.
-    func count(at index: Int, bytesPerElement: Int) throws -> (count: Int, next: Int) {
-        let next = try need(BinaryFormat.countSize, at: index)
-        guard let value = buffer.getInteger(at: index, as: UInt32.self) else {
-            throw malformed("the input ends early", at: index)
+    /// The header of the array or map at `index` (past its tag, which the caller has read):
+    /// its count, refused when the bytes left cannot hold that many entries, and where the first
+    /// entry starts.
+    func count(of tag: BinaryTag, at index: Int) throws -> (count: Int, next: Int) {
+        let value: UInt32?
+        let next: Int
+        switch tag {
+        case .array8, .map8:
+            next = try need(1, at: index + 1)
+            value = buffer.getInteger(at: index + 1, as: UInt8.self).map(UInt32.init)
+        default:
+            next = try need(4, at: index + 1)
+            value = buffer.getInteger(at: index + 1, as: UInt32.self)
         }
-        guard UInt64(value) * UInt64(bytesPerElement) <= UInt64(end - next) else {
-            throw malformed("a count of \(value) elements is more than the \(end - next) bytes left can hold", at: index)
+        guard let value else { throw malformed("the input ends early", at: index + 1) }
+        let bytesPerEntry: UInt64 = tag == .map || tag == .map8 ? 2 : 1
+        guard UInt64(value) * bytesPerEntry <= UInt64(end - next) else {
+            throw malformed("a count of \(value) entries is more than the \(end - next) bytes left can hold", at: index + 1)
         }
         return (Int(value), next)
     }
@@ -122,17 +132,17 @@ final class BinaryReader {
         case .string, .bytes:
             let (length, next) = try length(at: body)
             return next + length
-        case .array:
+        case .array, .array8:
             try checkDepth(depth, at: index)
-            var (count, position) = try count(at: body, bytesPerElement: 1)
+            var (count, position) = try count(of: tag, at: index)
             while count > 0 {
                 position = try skip(at: position, depth: depth + 1)
                 count -= 1
             }
             return position
-        case .map:
+        case .map, .map8:
             try checkDepth(depth, at: index)
-            var (count, position) = try count(at: body, bytesPerElement: 2)
+            var (count, position) = try count(of: tag, at: index)
             while count > 0 {
                 position = try key(at: position).next
                 position = try skip(at: position, depth: depth + 1)
@@ -149,34 +159,33 @@ final class BinaryReader {
         }
     }
 
-    /// A map key: a tagged string or signed integer.
+    /// A map key: a varint whose low bit tells an integer (odd) from a string length (even).
     func key(at index: Int) throws -> (key: BinaryKey, next: Int) {
-        switch try tag(at: index) {
-        case .string:
-            let (text, next) = try utf8(at: index + 1)
-            return (.string(text), next)
-        case .signed:
-            let (raw, next) = try varint(at: index + 1)
-            guard let number = Int(exactly: BinaryFormat.unzigzag(raw)) else {
+        let (header, next) = try varint(at: index)
+        if header & 1 == 1 {
+            guard let number = Int(exactly: BinaryFormat.unzigzag(header >> 1)) else {
                 throw malformed("an integer key does not fit in Int", at: index)
             }
             return (.int(number), next)
-        case let other:
-            throw malformed("a map key must be a string or a signed integer, not \(other)", at: index)
         }
+        let length = header >> 1
+        guard length <= UInt64(end - next) else {
+            throw malformed("a key of \(length) bytes is more than the \(end - next) bytes left", at: index)
+        }
+        let (text, after) = try utf8(at: next, length: Int(length))
+        return (.string(text), after)
     }
 
     // MARK: Values
 
-    /// A length-prefixed UTF-8 body (after the tag).
-    private func utf8(at index: Int) throws -> (String, next: Int) {
-        let (length, next) = try length(at: index)
-        guard let view = buffer.viewBytes(at: next, length: length),
+    /// `length` bytes of UTF-8 at `index` (already checked to be readable).
+    private func utf8(at index: Int, length: Int) throws -> (String, next: Int) {
+        guard let view = buffer.viewBytes(at: index, length: length),
             let text = String(validating: view, as: UTF8.self)
         else {
             throw malformed("a string is not valid UTF-8", at: index)
         }
-        return (text, next + length)
+        return (text, index + length)
     }
 
     func readBool(at index: Int, _ codingPath: [any CodingKey]) throws -> Bool {
@@ -190,7 +199,8 @@ final class BinaryReader {
     func readString(at index: Int, _ codingPath: [any CodingKey]) throws -> String {
         let tag = try tag(at: index)
         guard tag == .string else { throw mismatch(String.self, found: tag, codingPath) }
-        return try utf8(at: index + 1).0
+        let (length, next) = try length(at: index + 1)
+        return try utf8(at: next, length: length).0
     }
 
     /// Any integer type, from either integer tag, when the number fits.
@@ -205,6 +215,10 @@ final class BinaryReader {
             number = String(value)
         case .unsigned:
             let value = try varint(at: index + 1).value
+            result = T(exactly: value)
+            number = String(value)
+        case .float32, .float64:
+            let value = try readDouble(at: index, codingPath)
             result = T(exactly: value)
             number = String(value)
         default:
@@ -241,8 +255,10 @@ final class BinaryReader {
             _ = try need(4, at: index + 1)
             return Float(bitPattern: buffer.getInteger(at: index + 1, as: UInt32.self) ?? 0)
         }
+        // A Double rounds to the nearest Float, as parsing decimal text would; only a value out
+        // of Float's range is refused.
         let value = try readDouble(at: index, codingPath)
-        guard value.isNaN || value.isInfinite || value.magnitude <= Double(Float.greatestFiniteMagnitude) else {
+        guard !value.isFinite || value.magnitude <= Double(Float.greatestFiniteMagnitude) else {
             throw DecodingError.dataCorrupted(
                 DecodingError.Context(codingPath: codingPath, debugDescription: "the number \(value) does not fit in Float")
             )

@@ -17,8 +17,10 @@ final class BinaryFrame {
     let kind: Kind
     /// The index of this frame in the writer's stack; a container here nests `level + 1` deep.
     let level: Int
-    /// Where the UInt32 count of a container sits.
-    let countOffset: Int
+    /// Where the count of a container sits (its tag is the byte before).
+    var countOffset: Int
+    /// Whether the count slot is four bytes (`array`/`map`) rather than one (`array8`/`map8`).
+    var wide = false
     /// Elements (or key/value pairs) written so far.
     var count: UInt32 = 0
 
@@ -79,10 +81,14 @@ final class BinaryWriter {
             let frame = frames.removeLast()
             switch frame.kind {
             case .keyed, .unkeyed:
-                buffer.setInteger(frame.count, at: frame.countOffset)
+                if frame.wide {
+                    buffer.setInteger(frame.count, at: frame.countOffset)
+                } else {
+                    buffer.setInteger(UInt8(truncatingIfNeeded: frame.count), at: frame.countOffset)
+                }
             case .slot:
-                writeTag(.map)
-                buffer.writeInteger(UInt32(0))
+                writeTag(.map8)
+                buffer.writeInteger(UInt8(0))
             }
         }
     }
@@ -115,9 +121,9 @@ final class BinaryWriter {
                 )
             )
         }
-        writeTag(kind == .unkeyed ? .array : .map)
+        writeTag(kind == .unkeyed ? .array8 : .map8)
         let frame = BinaryFrame(kind: kind, level: level, countOffset: buffer.writerIndex)
-        buffer.writeInteger(UInt32(0))
+        buffer.writeInteger(UInt8(0))
         frames.append(frame)
         return frame
     }
@@ -132,7 +138,24 @@ final class BinaryWriter {
         guard frame.count < UInt32.max else {
             throw misuse("a container has more than \(UInt32.max) elements", codingPath)
         }
+        if frame.count == BinaryFormat.smallCountLimit, !frame.wide { widen(frame) }
         frame.count += 1
+    }
+
+    /// Turns the open, innermost `array8`/`map8` into an `array`/`map`: moves its body up three
+    /// bytes to make room for a four-byte count. Happens at most once per container.
+    private func widen(_ frame: BinaryFrame) {
+        let bodyStart = frame.countOffset + 1
+        let bodyLength = buffer.writerIndex - bodyStart
+        let readerIndex = buffer.readerIndex
+        buffer.writeRepeatingByte(0, count: 3)
+        buffer.withUnsafeMutableReadableBytes { bytes in
+            guard let base = bytes.baseAddress else { return }
+            let from = base + (bodyStart - readerIndex)
+            (from + 3).copyMemory(from: from, byteCount: bodyLength)
+        }
+        buffer.setInteger((frame.kind == .unkeyed ? BinaryTag.array : BinaryTag.map).rawValue, at: frame.countOffset - 1)
+        frame.wide = true
     }
 
     /// Writes any value into the slot of an element just begun at `level`.
@@ -196,14 +219,35 @@ final class BinaryWriter {
         writeVarint(value)
     }
 
+    /// The shortest exact form: `signed` for whole numbers, else `float32`.
     func writeFloat(_ value: Float) {
-        writeTag(.float32)
-        buffer.writeInteger(value.bitPattern)
+        if let whole = Self.wholeNumber(Double(value)) {
+            writeSigned(whole)
+        } else {
+            writeTag(.float32)
+            buffer.writeInteger(value.bitPattern)
+        }
     }
 
+    /// The shortest exact form: `signed` for whole numbers, `float32` when a Float holds the
+    /// value, else `float64`.
     func writeDouble(_ value: Double) {
-        writeTag(.float64)
-        buffer.writeInteger(value.bitPattern)
+        if let whole = Self.wholeNumber(value) {
+            writeSigned(whole)
+        } else if let narrow = Float(exactly: value) {
+            writeTag(.float32)
+            buffer.writeInteger(narrow.bitPattern)
+        } else {
+            writeTag(.float64)
+            buffer.writeInteger(value.bitPattern)
+        }
+    }
+
+    /// The value as an integer when it is whole, below 2^53 in magnitude and not -0.
+    @inline(__always)
+    private static func wholeNumber(_ value: Double) -> Int64? {
+        guard value.magnitude < 0x1p53, value.sign == .plus || value != 0 else { return nil }
+        return Int64(exactly: value)
     }
 
     func writeString(_ value: String) {
@@ -226,12 +270,14 @@ final class BinaryWriter {
         buffer.writeImmutableBuffer(bytes)
     }
 
-    /// A map key: `signed` for integer keys, `string` otherwise.
+    /// A map key: one varint, its low bit telling an integer key from a string (see ``BinaryTag``).
     func writeKey(_ key: some CodingKey) {
         if let number = BinaryFormat.integerKey(key) {
-            writeSigned(Int64(number))
+            writeVarint(BinaryFormat.zigzag(Int64(number)) << 1 | 1)
         } else {
-            writeString(key.stringValue)
+            let text = key.stringValue
+            writeVarint(UInt64(text.utf8.count) << 1)
+            buffer.writeString(text)
         }
     }
 }

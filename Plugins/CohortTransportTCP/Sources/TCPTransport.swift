@@ -107,6 +107,15 @@ public final class TCPTransport: Transport, @unchecked Sendable {
         try? await server?.close()
     }
 
+    /// Closes every socket at once without telling anyone — what peers see when the process
+    /// crashes. For tests and emergency stops; ``shutdown()`` is the normal way.
+    public func abort() async {
+        await shutdown()
+    }
+
+    /// The address the transport listens on, once started.
+    public var boundEndpoint: Endpoint? { shared.withLockedValue { $0.server == nil ? nil : $0.local?.endpoint } }
+
     // MARK: - membership helpers
 
     public func handshake(with endpoint: Endpoint, timeout: Duration) async throws -> Member {

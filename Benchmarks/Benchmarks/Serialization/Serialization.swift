@@ -1,0 +1,58 @@
+// Encoding and decoding one 1 KiB message with the built-in codecs, the way the channel does it:
+// through `any MessageCodec`, encoding into a reused buffer, decoding through the message
+// registry (the receive path's allow-list lookup, which returns `any ClusterMessage`).
+import Benchmark
+import Cohort
+import CohortBenchSupport
+
+let benchmarks: @Sendable () -> Void = {
+    // 1,000 operations per measured iteration; the text output shows per-operation values (`*`).
+    let configuration = Benchmark.Configuration(
+        metrics: [.wallClock, .throughput, .mallocCountTotal, .mallocBytesCount],
+        warmupIterations: 3,
+        scalingFactor: .kilo,
+        maxDuration: .seconds(2),
+        maxIterations: 2_000
+    )
+    let message = BenchMessage.sample()
+    let registry: MessageRegistry = {
+        var registry = MessageRegistry()
+        do {
+            try registry.register(BenchMessage.self)
+        } catch {
+            fatalError("cannot register \(BenchMessage.self): \(error)")
+        }
+        return registry
+    }()
+    let codecs: [any MessageCodec] = [BinaryCodec(), JSONCodec()]
+
+    for codec in codecs {
+        Benchmark("Serialization encode 1 KiB \(codec.name)", configuration: configuration) { benchmark in
+            var buffer = ByteBufferAllocator().buffer(capacity: 4096)
+            benchmark.startMeasurement()
+            for _ in benchmark.scaledIterations {
+                buffer.clear()
+                try codec.encode(message, into: &buffer)
+                blackHole(buffer.readableBytes)
+            }
+            benchmark.stopMeasurement()
+        }
+
+        Benchmark("Serialization decode 1 KiB \(codec.name)", configuration: configuration) { benchmark in
+            let encoded = try codec.encode(message)
+            var check = encoded
+            guard let decoded = try registry.decode(BenchMessage.messageType, codec: codec, from: &check) as? BenchMessage,
+                  decoded == message
+            else {
+                benchmark.error("\(codec.name) did not round-trip the message")
+                return
+            }
+            benchmark.startMeasurement()
+            for _ in benchmark.scaledIterations {
+                var input = encoded  // shares storage; decoding only moves this copy's reader index
+                blackHole(try registry.decode(BenchMessage.messageType, codec: codec, from: &input))
+            }
+            benchmark.stopMeasurement()
+        }
+    }
+}

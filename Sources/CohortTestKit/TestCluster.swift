@@ -1,0 +1,156 @@
+import Cohort
+
+/// Polls a condition until it holds or the deadline passes (no fixed sleeps: the poll period is
+/// short and the wait ends as soon as the condition is true).
+///
+/// - Returns: whether the condition held in time.
+@discardableResult
+public func eventually(
+    timeout: Duration = .seconds(10),
+    poll: Duration = .milliseconds(5),
+    _ condition: () async throws -> Bool
+) async rethrows -> Bool {
+    let deadline = ContinuousClock.now.advanced(by: timeout)
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try? await Task.sleep(for: poll)
+    }
+    return try await condition()
+}
+
+/// Several nodes in one process, over loopback TCP or an in-memory network, for tests and
+/// examples.
+///
+/// ```swift
+/// try await TestCluster.with(nodes: 3, transport: .tcp) { cluster in
+///     let report = try await cluster[0].send(TextMessage("hi"))
+///     #expect(report.allSucceeded)
+/// }
+/// ```
+public final class TestCluster: Sendable {
+    /// How the nodes talk.
+    public enum TransportKind: Sendable {
+        /// Real TCP on 127.0.0.1, ports picked by the kernel.
+        case tcp
+        /// An in-memory network (no sockets).
+        case inMemory(InMemoryNetwork)
+    }
+
+    /// The nodes, in start order.
+    public let nodes: [GroupChannel]
+    /// The in-memory network, if any.
+    public let network: InMemoryNetwork?
+    private let tasks: NIOLockedValueBox<[Task<Void, any Error>]>
+
+    private init(nodes: [GroupChannel], network: InMemoryNetwork?, tasks: [Task<Void, any Error>]) {
+        self.nodes = nodes
+        self.network = network
+        self.tasks = NIOLockedValueBox(tasks)
+    }
+
+    /// The node at an index.
+    public subscript(index: Int) -> GroupChannel { nodes[index] }
+
+    /// Starts `count` nodes, waits until each sees all others, runs `body`, then stops them all.
+    ///
+    /// - Parameters:
+    ///   - count: how many nodes.
+    ///   - transport: TCP on loopback or in-memory.
+    ///   - codec: the codec for sending (`binary` or `json`).
+    ///   - configure: adjusts each node's configuration (index, configuration).
+    ///   - prepare: runs on each channel before it starts (register handlers here).
+    ///   - body: the test.
+    public static func with<T: Sendable>(
+        nodes count: Int,
+        transport: TransportKind = .tcp,
+        codec: any MessageCodec = BinaryCodec(),
+        configure: (Int, inout ClusterConfiguration) -> Void = { _, _ in },
+        prepare: (Int, GroupChannel) throws -> Void = { _, _ in },
+        logger: ((Int) -> Logger)? = nil,
+        _ body: (TestCluster) async throws -> T
+    ) async throws -> T {
+        let cluster = try await start(nodes: count, transport: transport, codec: codec, configure: configure, prepare: prepare, logger: logger)
+        do {
+            let result = try await body(cluster)
+            await cluster.stop()
+            return result
+        } catch {
+            await cluster.stop()
+            throw error
+        }
+    }
+
+    /// Starts nodes and waits for the full mesh; call ``stop()`` when done.
+    public static func start(
+        nodes count: Int,
+        transport: TransportKind = .tcp,
+        codec: any MessageCodec = BinaryCodec(),
+        configure: (Int, inout ClusterConfiguration) -> Void = { _, _ in },
+        prepare: (Int, GroupChannel) throws -> Void = { _, _ in },
+        logger: ((Int) -> Logger)? = nil,
+        meshTimeout: Duration = .seconds(15)
+    ) async throws -> TestCluster {
+        var nodes: [GroupChannel] = []
+        var tasks: [Task<Void, any Error>] = []
+        var endpoints: [Endpoint] = []
+        let network: InMemoryNetwork?
+        if case .inMemory(let net) = transport { network = net } else { network = nil }
+        for i in 0..<count {
+            var configuration = ClusterConfiguration(
+                name: "node\(i + 1)",
+                listen: Endpoint(host: "127.0.0.1", port: 0),
+                members: endpoints
+            )
+            configuration.discoverySettings["interval_ms"] = "200"
+            configure(i, &configuration)
+            let node = try makeChannel(configuration: configuration, transport: transport, codec: codec, logger: logger?(i))
+            try prepare(i, node)
+            nodes.append(node)
+            tasks.append(Task { try await node.run() })
+            endpoints.append(try await node.waitUntilRunning())
+        }
+        let cluster = TestCluster(nodes: nodes, network: network, tasks: tasks)
+        let meshed = await eventually(timeout: meshTimeout) {
+            nodes.allSatisfy { $0.view.members.count == count - 1 }
+        }
+        if !meshed {
+            let views = nodes.map { "\($0.view)" }.joined(separator: "; ")
+            await cluster.stop()
+            throw CohortError(.timeout, "the \(count) nodes did not all see each other within \(meshTimeout): \(views)")
+        }
+        return cluster
+    }
+
+    /// Makes one channel with the chosen transport (not started).
+    public static func makeChannel(configuration: ClusterConfiguration, transport: TransportKind, codec: any MessageCodec = BinaryCodec(), logger: Logger? = nil) throws -> GroupChannel {
+        let transportInstance: any Transport
+        switch transport {
+        case .tcp: transportInstance = TCPTransport(settings: configuration.wire)
+        case .inMemory(let network): transportInstance = network.makeTransport()
+        }
+        let discovery = StaticDiscovery(endpoints: configuration.members, interval: .milliseconds(200))
+        var quiet = Logger(label: "cohort")
+        quiet.logLevel = .error
+        return GroupChannel(
+            configuration: configuration,
+            transport: transportInstance,
+            codec: codec,
+            codecs: [BinaryCodec(), JSONCodec()],
+            discovery: discovery,
+            logger: logger ?? quiet
+        )
+    }
+
+    /// Stops one node gracefully and waits until its `run()` returned.
+    public func stop(_ index: Int) async {
+        nodes[index].shutdown()
+        let task = tasks.withLockedValue { $0[index] }
+        _ = try? await task.value
+    }
+
+    /// Stops every node.
+    public func stop() async {
+        for node in nodes { node.shutdown() }
+        for task in tasks.withLockedValue({ $0 }) { _ = try? await task.value }
+    }
+}

@@ -120,6 +120,9 @@ public final class GroupChannel: Service, Sendable {
     /// The local member (its port is the bound one once running).
     public var localMember: Member { viewBox.withLockedValue { $0.local } }
 
+    /// The transport plugin instance this channel runs on.
+    public var underlyingTransport: any Transport { transport }
+
     /// The current membership view.
     public var view: MembershipView { viewBox.withLockedValue { $0 } }
 
@@ -463,7 +466,7 @@ final class NodeDelegate: TransportDelegate {
     private var membership: MembershipService? { channel?.membershipService }
 
     func transport(didAccept member: Member) { membership?.submit(.accepted(member)) }
-    func transport(heardFrom member: MemberID) { membership?.submit(.heard(member)) }
+    func transport(heardFrom member: Member) { membership?.submit(.heard(member)) }
     func transport(received message: InboundMessage) async -> DeliveryResult {
         guard let channel else { return .rejected("node stopped") }
         return await channel.chain.receive(message)

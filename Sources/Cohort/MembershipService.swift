@@ -10,7 +10,7 @@ public actor MembershipService {
     public enum Command: Sendable {
         case discovered(DiscoveryEvent)
         case accepted(Member)
-        case heard(MemberID)
+        case heard(Member)
         case connectionLost(MemberID, reason: String)
         case left(Member)
         case removed(Member)
@@ -96,8 +96,8 @@ public actor MembershipService {
             return state.onConnectionLost(id, reason: "discovery reports it gone", now: now)
         case .accepted(let member):
             return state.onAccepted(member, now: now)
-        case .heard(let id):
-            return state.onHeard(id, now: now)
+        case .heard(let member):
+            return state.onHeard(member, now: now)
         case .connectionLost(let id, let reason):
             return state.onConnectionLost(id, reason: reason, now: now)
         case .left(let member):

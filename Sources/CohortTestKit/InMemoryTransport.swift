@@ -190,7 +190,7 @@ public final class InMemoryTransport: Transport, @unchecked Sendable {
         for member in members {
             if let peer = network.node(at: member.endpoint, from: me.endpoint) {
                 let delegate = peer.lock.withLock { peer.dead ? nil : peer.delegate }
-                delegate?.transport(heardFrom: me.id)
+                delegate?.transport(heardFrom: me)
             }
         }
     }

@@ -36,13 +36,13 @@ struct MembershipStateTests {
     @Test func silenceBeyondMissingAfterIsReportedOnce() {
         var state = MembershipState(local: local, settings: settings)
         _ = state.onAccepted(b, now: t0)
-        _ = state.onHeard(b.id, now: t0 + .milliseconds(500))
+        _ = state.onHeard(b, now: t0 + .milliseconds(500))
         #expect(!state.onTick(now: t0 + .milliseconds(1400)).contains { if case .signal(.missing) = $0 { true } else { false } })
         let late = state.onTick(now: t0 + .milliseconds(1500))
         #expect(late.contains(.signal(.missing(b, reason: "not heard from for 1.0 seconds"))))
         #expect(!state.onTick(now: t0 + .milliseconds(1600)).contains { if case .signal(.missing) = $0 { true } else { false } })
         // Heard again: a later silence is reported again.
-        _ = state.onHeard(b.id, now: t0 + .seconds(2))
+        _ = state.onHeard(b, now: t0 + .seconds(2))
         #expect(state.onTick(now: t0 + .seconds(3)).contains { if case .signal(.missing) = $0 { true } else { false } })
     }
 
@@ -88,6 +88,13 @@ struct MembershipStateTests {
         _ = state.onAccepted(b, now: t0)
         #expect(state.onRemoved(b.id, now: t0) == [.disconnect(b)])
         #expect(state.onAccepted(b, now: t0 + .seconds(1)) == [.signal(.joined(b))])
+    }
+
+    @Test func heartbeatFromUnknownMemberAdmitsItButNotAnOldIncarnation() {
+        var state = MembershipState(local: local, settings: settings)
+        #expect(state.onHeard(b, now: t0) == [.signal(.joined(b))])
+        _ = state.onLeft(b.id)
+        #expect(state.onHeard(b, now: t0).isEmpty)
     }
 
     @Test func viewOrdersOldestFirst() {

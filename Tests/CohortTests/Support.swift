@@ -45,6 +45,10 @@ final class EventLog: Sendable {
         box.withLockedValue { $0.first { match($0.0) } }
     }
 
+    func timeline(since start: ContinuousClock.Instant) -> String {
+        box.withLockedValue { $0.map { "\($0.0) at \($0.1 - start)" }.joined(separator: "; ") }
+    }
+
     func contains(_ match: (MembershipEvent) -> Bool) -> Bool { first(match) != nil }
 
     deinit { task.withLockedValue { $0?.cancel() } }

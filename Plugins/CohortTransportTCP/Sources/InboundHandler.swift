@@ -127,7 +127,7 @@ final class InboundHandler: ChannelInboundHandler {
                     seq: seq
                 ))
             case .heartbeat:
-                if let member { delegate.transport(heardFrom: member.id) }
+                if let member { delegate.transport(heardFrom: member) }
             case .leave:
                 if let member {
                     left = true

@@ -98,13 +98,14 @@ public final class TCPTransport: Transport, @unchecked Sendable {
     public func shutdown() async {
         shuttingDown.store(true, ordering: .relaxed)
         let (server, inbound) = shared.withLockedValue { ($0.server, $0.inbound.values.map(\.channel)) }
+        // Stop accepting first, so a probe arriving during shutdown is refused, not answered.
+        try? await server?.close()
+        for channel in inbound { try? await channel.close() }
         try? await loop.submit { [self] in
             for connection in shared.withLockedValue({ Array($0.connections.values) }) {
                 connection.close(reason: "transport shut down")
             }
         }.get()
-        for channel in inbound { try? await channel.close() }
-        try? await server?.close()
     }
 
     /// Closes every socket at once without telling anyone — what peers see when the process

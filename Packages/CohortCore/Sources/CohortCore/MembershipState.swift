@@ -137,14 +137,17 @@ public struct MembershipState: Sendable {
     // MARK: - liveness
 
     /// Any sign of life from a member.
-    public mutating func onHeard(_ id: MemberID, now: ContinuousClock.Instant) -> [Action] {
-        if var entry = entries[id] {
-            entry.lastHeard = now
-            if entry.reportedMissing {
-                entry.reportedMissing = false
-            }
-            entries[id] = entry
+    ///
+    /// A member that is not known (and not an old incarnation or one that left) is admitted: it
+    /// proves it is alive, and the two sides' views converge again after a verdict that only one
+    /// side reached (for example when a partition heals between the two sides' last probes).
+    public mutating func onHeard(_ member: Member, now: ContinuousClock.Instant) -> [Action] {
+        guard var entry = entries[member.id] else {
+            return admit(member, now: now)
         }
+        entry.lastHeard = now
+        entry.reportedMissing = false
+        entries[member.id] = entry
         return []
     }
 

@@ -85,7 +85,7 @@ public protocol TransportDelegate: Sendable {
     /// A member opened a connection to this node and introduced itself.
     func transport(didAccept member: Member)
     /// A heartbeat (or any sign of life) arrived from a member.
-    func transport(heardFrom member: MemberID)
+    func transport(heardFrom member: Member)
     /// A data message arrived. For ``DeliveryGuarantee/processed`` the result is sent back.
     func transport(received message: InboundMessage) async -> DeliveryResult
     /// A connection to or from a member failed or closed.

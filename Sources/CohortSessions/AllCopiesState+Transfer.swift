@@ -1,0 +1,177 @@
+import Cohort
+
+/// State transfer of an all-copies store.
+///
+/// A starting node asks the oldest member it has not tried for all entries, merges the batches
+/// as they come, and applies replicated changes meanwhile (changes for keys it has not seen
+/// yet wait in `orphans` until the key arrives). Unlike Tomcat's DeltaManager:
+/// - every node answers a transfer request at once, even while starting itself: a starting
+///   source sends what it has and says it is not ready, and the requester moves on to the next
+///   member — two nodes starting together never wait on each other;
+/// - a node with no ready member to copy from is ready after ``AllCopiesState/Settings/settle``;
+/// - a transfer whose source leaves (or stalls) restarts from another member;
+/// - a ready node that meets a member it is not known to have the entries of (a partition that
+///   healed, a member discovered late) pulls from it too, and merges.
+extension AllCopiesState {
+    // MARK: - start
+
+    /// The store starts; `members` is the current view.
+    mutating func onStart(members list: [Member], now: WallMillis) -> [Action] {
+        startedAt = now
+        setMembers(list)
+        return pickSource(now: now)
+    }
+
+    /// Chooses the next member to copy from, or declares the node ready.
+    mutating func pickSource(now: WallMillis) -> [Action] {
+        var actions: [Action] = []
+        guard phase == .starting else { return actions }
+        if let source = members.first(where: { !declined.contains($0.id) }) {
+            let request = nextRequest
+            nextRequest += 1
+            setPhase(.transferring(source: source.id, request: request))
+            lastProgress = now
+            actions.append(.requestTransfer(to: source.id, request: request))
+        } else if now >= (startedAt ?? now) + settings.settle {
+            actions.append(contentsOf: becomeReady(now: now))
+        }
+        return actions
+    }
+
+    private mutating func becomeReady(now: WallMillis) -> [Action] {
+        var actions: [Action] = []
+        setPhase(.ready)
+        let dropped = orphans.values.reduce(0) { $0 + $1.count }
+        orphans.removeAll()
+        if dropped > 0 { actions.append(.droppedOrphans(dropped)) }
+        actions.append(.becameReady(transferred: transferred, elapsed: now - (startedAt ?? now)))
+        return actions
+    }
+
+    // MARK: - membership
+
+    /// A member joined the view.
+    mutating func onMemberAdded(_ member: Member, now: WallMillis) -> [Action] {
+        var actions: [Action] = []
+        guard member.id != local, !members.contains(member) else { return actions }
+        setMembers(members + [member])
+        let waiting = parked.filter { $0.member == member.id }
+        parked.removeAll { $0.member == member.id }
+        for request in waiting {
+            actions.append(serve(to: member.id, request: request.request))
+        }
+        switch phase {
+        case .starting:
+            actions.append(contentsOf: pickSource(now: now))
+        case .transferring:
+            break
+        case .ready:
+            if !covered.contains(member.id) {
+                let request = nextRequest
+                nextRequest += 1
+                pulls[request] = member.id
+                actions.append(.requestTransfer(to: member.id, request: request))
+            }
+        }
+        return actions
+    }
+
+    /// A member left the view (gracefully or declared dead).
+    mutating func onMemberRemoved(_ id: MemberID, now: WallMillis) -> [Action] {
+        var actions: [Action] = []
+        setMembers(members.filter { $0.id != id })
+        parked.removeAll { $0.member == id }
+        pulls = pulls.filter { $0.value != id }
+        if case .transferring(let source, _) = phase, source == id {
+            declined.insert(id)
+            setPhase(.starting)
+            actions.append(contentsOf: pickSource(now: now))
+        }
+        return actions
+    }
+
+    // MARK: - serving
+
+    /// A member asks for all entries. Answered at once (whatever this node's own phase), or
+    /// as soon as the member is in the view, so that every change after the snapshot is sent
+    /// to it.
+    mutating func onTransferRequest(from member: MemberID, request: UInt64) -> [Action] {
+        var actions: [Action] = []
+        if members.contains(where: { $0.id == member }) {
+            actions.append(serve(to: member, request: request))
+        } else {
+            parked.append((member, request))
+            if parked.count > settings.maxParked { parked.removeFirst(parked.count - settings.maxParked) }
+        }
+        return actions
+    }
+
+    private func serve(to member: MemberID, request: UInt64) -> Action {
+        .serveTransfer(to: member, request: request, snapshot: entries, sourceReady: isReady, members: members.map(\.id))
+    }
+
+    // MARK: - receiving
+
+    /// A batch of a transfer arrived.
+    mutating func onTransferBatch(
+        from source: MemberID,
+        request: UInt64,
+        entries batch: [String: Entry],
+        last: Bool,
+        sourceReady: Bool,
+        sourceMembers: [MemberID],
+        now: WallMillis
+    ) -> [Action] {
+        var actions = merge(batch, now: now)
+        if case .transferring(let current, let expected) = phase, current == source, expected == request {
+            lastProgress = now
+            transferred += batch.count
+            if last {
+                if sourceReady {
+                    covered = Set(sourceMembers).union([source])
+                    actions.append(contentsOf: becomeReady(now: now))
+                } else {
+                    declined.insert(source)
+                    setPhase(.starting)
+                    actions.append(contentsOf: pickSource(now: now))
+                }
+            }
+        } else if pulls[request] == source, last {
+            pulls[request] = nil
+            if sourceReady { covered.formUnion(sourceMembers + [source]) }
+        }
+        return actions
+    }
+
+    /// A transfer request could not be delivered (or the member has no such store).
+    mutating func onTransferRequestFailed(to member: MemberID, request: UInt64, now: WallMillis) -> [Action] {
+        var actions: [Action] = []
+        pulls[request] = nil
+        if case .transferring(let source, let expected) = phase, source == member, expected == request {
+            declined.insert(member)
+            setPhase(.starting)
+            actions.append(contentsOf: pickSource(now: now))
+        }
+        return actions
+    }
+
+    // MARK: - time
+
+    /// Periodic work: expiry, the settle deadline, stalled transfers.
+    mutating func onTick(now: WallMillis) -> [Action] {
+        var actions = sweep(now: now)
+        switch phase {
+        case .starting:
+            actions.append(contentsOf: pickSource(now: now))
+        case .transferring(let source, _):
+            if now - lastProgress >= settings.stallTimeout {
+                declined.insert(source)
+                setPhase(.starting)
+                actions.append(contentsOf: pickSource(now: now))
+            }
+        case .ready:
+            break
+        }
+        return actions
+    }
+}

@@ -1,0 +1,225 @@
+import Cohort
+
+/// The pure logic of a store that keeps a copy of every entry on every node: applying local
+/// and replicated changes by stamp, expiring entries, and the state transfer a node runs when
+/// it starts (see `AllCopiesState+Transfer.swift`).
+///
+/// No I/O, no clock: time comes in as `now` (wall milliseconds), and what the shell must do
+/// comes back as ``Action``s.
+struct AllCopiesState<Entry: ReplicatedEntry>: Sendable {
+    /// Timings, in milliseconds.
+    struct Settings: Sendable, Equatable {
+        /// How long a starting node waits for members to appear (and for members that are
+        /// starting too) before it declares itself ready without a transfer.
+        var settle: Int64 = 500
+        /// A transfer that makes no progress for this long is abandoned for another member.
+        var stallTimeout: Int64 = 10_000
+        /// How long a deleted key is remembered.
+        var tombstoneRetention: Int64 = 600_000
+        /// The most parked transfer requests (from members not in the view yet).
+        var maxParked: Int = 64
+    }
+
+    /// Where the node is in its start-up.
+    enum Phase: Sendable, Equatable {
+        /// Looking for a member to copy the entries from.
+        case starting
+        /// Copying from `source`.
+        case transferring(source: MemberID, request: UInt64)
+        /// Has every entry a member had when the transfer ended, and every change since.
+        case ready
+    }
+
+    /// What the shell must do.
+    enum Action: Sendable {
+        /// Ask a member for all its entries.
+        case requestTransfer(to: MemberID, request: UInt64)
+        /// Send all entries of `snapshot` to a member, in batches.
+        case serveTransfer(to: MemberID, request: UInt64, snapshot: [String: Entry], sourceReady: Bool, members: [MemberID])
+        /// The node is ready: `transferred` entries arrived by transfer, in `elapsed` ms.
+        case becameReady(transferred: Int, elapsed: Int64)
+        /// Tell listeners.
+        case event(ReplicaEvent<Entry>)
+        /// Changes for unknown entries were discarded.
+        case droppedOrphans(Int)
+    }
+
+    /// Why a local change was refused.
+    enum LocalError: Error, Equatable {
+        /// The key does not exist (or was deleted) and the change cannot create it.
+        case notFound
+        /// The change would create a key that exists.
+        case exists
+    }
+
+    let local: MemberID
+    let settings: Settings
+    private(set) var entries: [String: Entry] = [:]
+    private(set) var phase: Phase = .starting
+    /// Remote members, oldest first.
+    private(set) var members: [Member] = []
+    var tombstones: [String: Tombstone] = [:]
+    /// Changes for keys not known yet, kept while a transfer runs.
+    var orphans: [String: [Entry.Delta]] = [:]
+    var startedAt: WallMillis?
+    /// Members that answered "not ready" or failed, during this start-up.
+    var declined: Set<MemberID> = []
+    /// Members whose entries this node is known to have (its transfer source and its view).
+    var covered: Set<MemberID> = []
+    /// Merge pulls in flight (while ready), by request id.
+    var pulls: [UInt64: MemberID] = [:]
+    /// Transfer requests from members not in the view yet.
+    var parked: [(member: MemberID, request: UInt64)] = []
+    var nextRequest: UInt64 = 1
+    var lastProgress: WallMillis = 0
+    var transferred = 0
+
+    init(local: MemberID, settings: Settings = Settings()) {
+        self.local = local
+        self.settings = settings
+    }
+
+    var isReady: Bool { phase == .ready }
+
+    /// The stamp a local change of `key` gets.
+    func nextStamp(for key: String) -> Stamp {
+        let seen = max(entries[key]?.version ?? 0, tombstones[key]?.stamp.counter ?? 0)
+        return Stamp(counter: seen + 1, origin: Stamp.origin(of: local))
+    }
+
+    /// The entry of a key if it exists and has not expired at `now`.
+    func live(_ key: String, now: WallMillis) -> Entry? {
+        guard let entry = entries[key] else { return nil }
+        if let deadline = entry.deadline, deadline <= now { return nil }
+        return entry
+    }
+
+    // MARK: - changes
+
+    /// A change made on this node. `mustCreate` refuses to overwrite an existing key.
+    mutating func onLocalDelta(_ key: String, _ delta: Entry.Delta, mustCreate: Bool = false, now: WallMillis) -> Result<[Action], LocalError> {
+        let current = live(key, now: now)
+        if mustCreate, current != nil { return .failure(.exists) }
+        if let tombstone = tombstones[key], Entry.deletionIsFinal || delta.stamp <= tombstone.stamp {
+            return .failure(.notFound)
+        }
+        var actions: [Action] = []
+        if current == nil {
+            guard Entry.creating(from: delta) != nil else { return .failure(.notFound) }
+            if let expired = entries.removeValue(forKey: key) {
+                // Expired but not swept yet: it goes now, and the new value replaces it.
+                actions.append(.event(.removed(key: key, entry: expired, reason: .expired, origin: .local)))
+            }
+        }
+        actions.append(contentsOf: apply(key, delta, origin: .local, now: now))
+        return .success(actions)
+    }
+
+    /// A change replicated from another node.
+    mutating func onRemoteDelta(_ key: String, _ delta: Entry.Delta, now: WallMillis) -> [Action] {
+        apply(key, delta, origin: .replicated, now: now)
+    }
+
+    mutating func apply(_ key: String, _ delta: Entry.Delta, origin: ChangeOrigin, now: WallMillis, buffer: Bool = true) -> [Action] {
+        var actions: [Action] = []
+        if let tombstone = tombstones[key], Entry.deletionIsFinal || delta.stamp <= tombstone.stamp {
+            return actions
+        }
+        if var entry = entries[key] {
+            switch entry.apply(delta) {
+            case .unchanged:
+                break
+            case .changed(let effective):
+                if let newKey = delta.renamedKey, newKey != key {
+                    entries[key] = nil
+                    tombstones[key] = Tombstone(stamp: delta.stamp, removedAt: now)
+                    if var existing = entries[newKey] {
+                        _ = existing.merge(entry)
+                        entry = existing
+                    }
+                    entries[newKey] = entry
+                    actions.append(.event(.renamed(from: key, to: newKey, entry: entry, origin: origin)))
+                    actions.append(contentsOf: applyOrphans(newKey, now: now))
+                } else {
+                    entries[key] = entry
+                    actions.append(.event(.updated(key: key, entry: entry, change: effective, origin: origin)))
+                }
+            case .deleted:
+                entries[key] = nil
+                tombstones[key] = Tombstone(stamp: max(delta.stamp, entry.latestStamp), removedAt: now)
+                actions.append(.event(.removed(key: key, entry: entry, reason: .removed, origin: origin)))
+            }
+        } else if let created = Entry.creating(from: delta) {
+            if let newKey = delta.renamedKey, newKey != key {
+                tombstones[key] = Tombstone(stamp: delta.stamp, removedAt: now)
+                entries[newKey] = created
+                actions.append(.event(.created(key: newKey, entry: created, origin: origin)))
+            } else {
+                entries[key] = created
+                actions.append(.event(.created(key: key, entry: created, origin: origin)))
+                actions.append(contentsOf: applyOrphans(key, now: now))
+            }
+        } else if delta.deletes {
+            // Deleting a key this node never saw: remember it so a late copy cannot re-create it.
+            tombstones[key] = Tombstone(stamp: delta.stamp, removedAt: now)
+            orphans[key] = nil
+        } else if buffer, !isReady {
+            orphans[key, default: []].append(delta)
+        } else {
+            actions.append(.droppedOrphans(1))
+        }
+        return actions
+    }
+
+    private mutating func applyOrphans(_ key: String, now: WallMillis) -> [Action] {
+        guard let waiting = orphans.removeValue(forKey: key) else { return [] }
+        var actions: [Action] = []
+        for delta in waiting {
+            actions.append(contentsOf: apply(key, delta, origin: .replicated, now: now, buffer: false))
+        }
+        return actions
+    }
+
+    /// Full copies from another node (a transfer batch): merged field by field.
+    mutating func merge(_ incoming: [String: Entry], now: WallMillis) -> [Action] {
+        var actions: [Action] = []
+        for (key, copy) in incoming {
+            if let tombstone = tombstones[key], Entry.deletionIsFinal || copy.latestStamp <= tombstone.stamp {
+                continue
+            }
+            if var entry = entries[key] {
+                if entry.merge(copy) {
+                    entries[key] = entry
+                    actions.append(.event(.updated(key: key, entry: entry, change: nil, origin: .replicated)))
+                }
+            } else {
+                entries[key] = copy
+                actions.append(.event(.created(key: key, entry: copy, origin: .replicated)))
+            }
+            actions.append(contentsOf: applyOrphans(key, now: now))
+        }
+        return actions
+    }
+
+    // MARK: - time
+
+    /// Removes expired entries and forgets old tombstones.
+    mutating func sweep(now: WallMillis) -> [Action] {
+        var actions: [Action] = []
+        for (key, entry) in entries {
+            guard let deadline = entry.deadline, deadline <= now else { continue }
+            entries[key] = nil
+            tombstones[key] = Tombstone(stamp: entry.latestStamp, removedAt: now)
+            actions.append(.event(.removed(key: key, entry: entry, reason: .expired, origin: .local)))
+        }
+        let horizon = now - settings.tombstoneRetention
+        tombstones = tombstones.filter { $0.value.removedAt > horizon }
+        return actions
+    }
+
+    mutating func setMembers(_ list: [Member]) {
+        members = list.filter { $0.id != local }.sorted(by: MembershipView.oldestFirst)
+    }
+
+    mutating func setPhase(_ phase: Phase) { self.phase = phase }
+}

@@ -1,1 +1,0 @@
-// The session managers; see SessionManager.swift.

@@ -1,0 +1,87 @@
+import Cohort
+
+/// A change to one replicated entry, as it travels between nodes.
+///
+/// Changes are applied by stamp: every field a change sets carries the change's ``stamp``, and
+/// a field only moves forward (see ``Stamp``). Applying the same change twice, or an older one
+/// after a newer one, is therefore harmless.
+protocol ReplicaDelta: Codable, Sendable {
+    /// The change's stamp (set by the replicator just before the change is applied).
+    var stamp: Stamp { get set }
+    /// Whether the change deletes the entry (session invalidation, map removal).
+    var deletes: Bool { get }
+    /// The new key the entry moves to (session id change), if any.
+    var renamedKey: String? { get }
+}
+
+/// What applying a change did.
+enum ApplyOutcome<Delta: ReplicaDelta>: Sendable {
+    /// Nothing: a duplicate or a stale change.
+    case unchanged
+    /// The entry changed; the value is the part of the change that took effect.
+    case changed(Delta)
+    /// The change deletes the entry.
+    case deleted
+}
+
+/// A value held by a replicated store: it knows how to apply a change and how to merge
+/// another copy of itself, both without ever going back in version.
+protocol ReplicatedEntry: Codable, Sendable {
+    associatedtype Delta: ReplicaDelta
+
+    /// The highest stamp counter applied.
+    var version: UInt64 { get }
+    /// The highest stamp applied.
+    var latestStamp: Stamp { get }
+    /// When the entry expires (wall milliseconds), or nil for never.
+    var deadline: WallMillis? { get }
+    /// Creates an entry from a change that carries everything a new entry needs; nil otherwise.
+    static func creating(from delta: Delta) -> Self?
+    /// Applies a change.
+    mutating func apply(_ delta: Delta) -> ApplyOutcome<Delta>
+    /// Merges another copy; returns whether anything changed.
+    mutating func merge(_ other: Self) -> Bool
+    /// True when a deleted key must never come back (an invalidated session); false when a
+    /// newer write may re-create it (a map key).
+    static var deletionIsFinal: Bool { get }
+}
+
+/// Where a change came from, for listeners.
+public enum ChangeOrigin: String, Sendable, Equatable, CustomStringConvertible {
+    /// Made on this node.
+    case local
+    /// Applied from another node (a delta, a backup copy, or a state transfer).
+    case replicated
+
+    public var description: String { rawValue }
+}
+
+/// Why an entry went away.
+public enum RemovalReason: String, Sendable, Equatable, CustomStringConvertible {
+    /// Removed or invalidated by the application.
+    case removed
+    /// Its idle time or absolute deadline passed.
+    case expired
+    /// Every node that held a copy left the cluster.
+    case lost
+
+    public var description: String { rawValue }
+}
+
+/// Something that happened to an entry of a replicated store.
+enum ReplicaEvent<Entry: ReplicatedEntry>: Sendable {
+    /// A new entry.
+    case created(key: String, entry: Entry, origin: ChangeOrigin)
+    /// An entry changed; `change` is the part of a delta that took effect (nil after a merge).
+    case updated(key: String, entry: Entry, change: Entry.Delta?, origin: ChangeOrigin)
+    /// An entry went away.
+    case removed(key: String, entry: Entry?, reason: RemovalReason, origin: ChangeOrigin)
+    /// An entry moved to a new key.
+    case renamed(from: String, to: String, entry: Entry, origin: ChangeOrigin)
+}
+
+/// The memory of a deleted key, so that late changes cannot bring it back.
+struct Tombstone: Sendable, Equatable {
+    var stamp: Stamp
+    var removedAt: WallMillis
+}

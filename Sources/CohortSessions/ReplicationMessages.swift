@@ -1,0 +1,140 @@
+import Cohort
+
+/// A message of a replicated store; ``store`` names the store it is for.
+///
+/// Ids 100–199 belong to CohortSessions: 100–109 all-copies stores, 110–129 primary/backup
+/// stores. Values, changes and batches travel as bytes encoded with the store's codec, so a
+/// value is encoded once however many members receive it.
+protocol ReplicaMessage: ClusterMessage {
+    /// The store's name.
+    var store: String { get }
+}
+
+/// A change to one key, for every copy.
+struct ReplicaUpdate: ReplicaMessage {
+    static let messageType = MessageType(100)
+    var store: String
+    var key: String
+    /// The encoded change.
+    var body: ByteBuffer
+    enum CodingKeys: String, CodingKey { case store = "s", key = "k", body = "b" }
+}
+
+/// "Send me all your entries."
+struct ReplicaTransferRequest: ReplicaMessage {
+    static let messageType = MessageType(101)
+    var store: String
+    var request: UInt64
+    enum CodingKeys: String, CodingKey { case store = "s", request = "r" }
+}
+
+/// Part of the answer to a ``ReplicaTransferRequest``.
+struct ReplicaTransferBatch: ReplicaMessage {
+    static let messageType = MessageType(102)
+    var store: String
+    var request: UInt64
+    var sequence: UInt32
+    /// The encoded `[String: Entry]`.
+    var body: ByteBuffer
+    /// The final batch.
+    var last: Bool
+    /// Whether the source was ready when it took the snapshot.
+    var sourceReady: Bool
+    /// The source's view when it took the snapshot (only in the last batch).
+    var members: [MemberID]
+    enum CodingKeys: String, CodingKey {
+        case store = "s", request = "r", sequence = "q", body = "b", last = "l", sourceReady = "y", members = "m"
+    }
+}
+
+/// Where a key's copies are: its owner (primary) and backups, under a stamp.
+struct Location: Codable, Sendable, Equatable, CustomStringConvertible {
+    var owner: MemberID
+    var backups: [MemberID]
+    var stamp: Stamp
+    enum CodingKeys: String, CodingKey { case owner = "o", backups = "b", stamp = "s" }
+
+    /// Every node holding a copy, owner first.
+    var holders: [MemberID] { [owner] + backups }
+    var description: String { "owner \(owner) backups \(backups) \(stamp)" }
+}
+
+/// A full copy of an entry for a node that holds (or is about to hold) a copy.
+struct BackupStore: ReplicaMessage {
+    static let messageType = MessageType(110)
+    var store: String
+    var key: String
+    /// The encoded entry.
+    var body: ByteBuffer
+    var location: Location
+    enum CodingKeys: String, CodingKey { case store = "s", key = "k", body = "b", location = "l" }
+}
+
+/// A change for the backups of a key.
+struct BackupUpdate: ReplicaMessage {
+    static let messageType = MessageType(111)
+    var store: String
+    var key: String
+    /// The encoded change.
+    var body: ByteBuffer
+    enum CodingKeys: String, CodingKey { case store = "s", key = "k", body = "b" }
+}
+
+/// New locations of keys (owner changes, new backups), for every node's location table.
+struct LocationUpdate: ReplicaMessage {
+    static let messageType = MessageType(112)
+    var store: String
+    var locations: [String: Location]
+    enum CodingKeys: String, CodingKey { case store = "s", locations = "l" }
+}
+
+/// Keys that are gone (removed or expired by their owner), with the removal stamps.
+struct LocationRemoval: ReplicaMessage {
+    static let messageType = MessageType(113)
+    var store: String
+    var keys: [String: Stamp]
+    var reason: RemovalReason
+    enum CodingKeys: String, CodingKey { case store = "s", keys = "k", reason = "r" }
+}
+
+/// "Send me the locations of the keys you own" (a starting node asks every member).
+struct LocationsRequest: ReplicaMessage {
+    static let messageType = MessageType(114)
+    var store: String
+    var request: UInt64
+    enum CodingKeys: String, CodingKey { case store = "s", request = "r" }
+}
+
+/// Part of the answer to a ``LocationsRequest``.
+struct LocationsBatch: ReplicaMessage {
+    static let messageType = MessageType(115)
+    var store: String
+    var request: UInt64
+    var locations: [String: Location]
+    var last: Bool
+    enum CodingKeys: String, CodingKey { case store = "s", request = "r", locations = "l", last = "z" }
+}
+
+/// "Send me your copy of a key" (a miss on a node that holds no copy), optionally handing
+/// ownership over.
+struct FetchRequest: ReplicaMessage {
+    static let messageType = MessageType(116)
+    var store: String
+    var request: UInt64
+    var key: String
+    var takeOwnership: Bool
+    enum CodingKeys: String, CodingKey { case store = "s", request = "r", key = "k", takeOwnership = "t" }
+}
+
+/// The answer to a ``FetchRequest``: the entry (nil when unknown) and its location.
+struct FetchReply: ReplicaMessage {
+    static let messageType = MessageType(117)
+    var store: String
+    var request: UInt64
+    var key: String
+    var body: ByteBuffer?
+    var location: Location?
+    enum CodingKeys: String, CodingKey { case store = "s", request = "r", key = "k", body = "b", location = "l" }
+}
+
+extension RemovalReason: Codable {}

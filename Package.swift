@@ -65,6 +65,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "CohortCLITests",
+            dependencies: ["CohortCLI"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "CohortTests",
             dependencies: ["Cohort", "CohortTestKit", core],
             swiftSettings: swiftSettings

@@ -24,7 +24,8 @@ public final class GroupChannel: Service, Sendable {
     let codecs: CodecSet
     let discovery: any DiscoveryProvider
     let clock: any CohortClock
-    let logger: Logger
+    /// The node's logger (its metadata carries the node name).
+    public let logger: Logger
     private let allocator = ByteBufferAllocator()
     private let registry = NIOLockedValueBox(MessageRegistry())
     private let handlers = NIOLockedValueBox([UInt32: [@Sendable (any ClusterMessage, Member) async throws -> Void]]())

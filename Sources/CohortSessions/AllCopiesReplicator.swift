@@ -132,7 +132,7 @@ actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
             do {
                 delta = try codec.decodeValue(Entry.Delta.self, from: update.body, what: "a change of '\(update.key)' from \(sender.name)")
             } catch {
-                observer.failure(.codec, error)
+                observer.failure(.codec, 1, error)
                 logger.warning("store \(settings.name): \(error)")
                 throw error
             }
@@ -144,7 +144,7 @@ actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
             do {
                 entries = try codec.decodeValue([String: Entry].self, from: batch.body, what: "transfer batch \(batch.sequence) from \(sender.name)")
             } catch {
-                observer.failure(.codec, error)
+                observer.failure(.codec, 1, error)
                 logger.warning("store \(settings.name): \(error)")
                 throw error
             }
@@ -207,7 +207,7 @@ actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
                 readyWaiters.removeAll()
                 for waiter in waiters { waiter.resume() }
             case .droppedOrphans(let count):
-                observer.failure(.orphans, CohortError(.notFound, "\(count) change(s) for unknown keys discarded"))
+                observer.failure(.orphans, count, CohortError(.notFound, "\(count) change(s) for unknown keys discarded"))
             }
         }
         if !events.isEmpty { observer.events(events) }
@@ -246,7 +246,7 @@ actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
                 batch.removeAll(keepingCapacity: true)
                 return true
             } catch {
-                observer.failure(.transfer, error)
+                observer.failure(.transfer, 1, error)
                 logger.warning("store \(settings.name): state transfer to \(member) stopped: \(error)")
                 return false
             }

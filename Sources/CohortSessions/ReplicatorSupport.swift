@@ -72,7 +72,7 @@ struct ReplicaObserver<Entry: ReplicatedEntry>: Sendable {
     var events: @Sendable ([ReplicaEvent<Entry>]) -> Void = { _ in }
     var ready: @Sendable (_ transferred: Int, _ elapsed: Duration) -> Void = { _, _ in }
     var replicated: @Sendable (_ bytes: Int, _ latency: Duration) -> Void = { _, _ in }
-    var failure: @Sendable (_ kind: ReplicaFailure, _ error: any Error) -> Void = { _, _ in }
+    var failure: @Sendable (_ kind: ReplicaFailure, _ count: Int, _ error: any Error) -> Void = { _, _, _ in }
 }
 
 /// Problems a replicator reports without failing.

@@ -1,0 +1,23 @@
+import Cohort
+
+/// What a session manager needs from its replication strategy.
+protocol SessionBackend: Sendable {
+    /// Runs the replication until shut down.
+    func run() async throws
+    /// Stops ``run()``.
+    func shutdown()
+    /// Returns once the node has the sessions it should have.
+    func waitUntilReady() async throws
+    /// The live record of a session, fetched from its owner if it is held elsewhere.
+    func record(_ id: String) async throws -> SessionRecord?
+    /// Applies a change here and replicates it.
+    func commit(_ id: String, _ delta: SessionDelta, mustCreate: Bool) async throws -> ReplicationReport
+    /// The ids of the sessions this node counts as active.
+    func sessionIDs() async -> [String]
+}
+
+extension AllCopiesReplicator: SessionBackend where Entry == SessionRecord {
+    func record(_ id: String) async throws -> SessionRecord? { entry(id) }
+
+    func sessionIDs() async -> [String] { Array(entries().keys) }
+}

@@ -22,6 +22,12 @@ let package = Package(
         .library(name: "CohortSessions", targets: ["CohortSessions"]),
         .library(name: "CohortTestKit", targets: ["CohortTestKit"]),
         .executable(name: "cohort", targets: ["CohortCLI"]),
+        // An example third-party plugin (Examples/FileDiscovery), built as a shared library.
+        .library(name: "CohortExampleFileDiscovery", type: .dynamic, targets: ["CohortExampleFileDiscovery"]),
+        // Deliberately broken plugins the loader tests must reject.
+        .library(name: "CohortFixtureBadABI", type: .dynamic, targets: ["CohortFixtureBadABI"]),
+        .library(name: "CohortFixtureNoEntry", type: .dynamic, targets: ["CohortFixtureNoEntry"]),
+        .library(name: "CohortFixtureWrongStamp", type: .dynamic, targets: ["CohortFixtureWrongStamp"]),
     ] + builtInPlugins.map { .library(name: "\($0)Plugin", type: .dynamic, targets: ["\($0)Plugin"]) },
     dependencies: [
         .package(path: "Packages/CohortCore"),
@@ -59,6 +65,15 @@ let package = Package(
         .target(name: "CohortCodecBinary", dependencies: [core], path: "Plugins/CohortCodecBinary/Sources", swiftSettings: swiftSettings),
         .target(name: "CohortCodecJSON", dependencies: [core], path: "Plugins/CohortCodecJSON/Sources", swiftSettings: swiftSettings),
         .target(name: "CohortDiscoveryStatic", dependencies: [core], path: "Plugins/CohortDiscoveryStatic/Sources", swiftSettings: swiftSettings),
+        .target(name: "CohortExampleFileDiscovery", dependencies: [core], path: "Examples/FileDiscovery/Sources", swiftSettings: swiftSettings),
+        .target(name: "CohortFixtureBadABI", dependencies: [core], path: "Tests/Fixtures/BadABI", swiftSettings: swiftSettings),
+        .target(name: "CohortFixtureNoEntry", dependencies: [core], path: "Tests/Fixtures/NoEntry", swiftSettings: swiftSettings),
+        .target(name: "CohortFixtureWrongStamp", dependencies: [core], path: "Tests/Fixtures/WrongStamp", swiftSettings: swiftSettings),
+        .testTarget(
+            name: "CohortPluginTests",
+            dependencies: ["Cohort", "CohortTestKit", core],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "CohortSessionsTests",
             dependencies: ["CohortSessions", "Cohort", "CohortTestKit", core],

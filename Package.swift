@@ -20,6 +20,7 @@ let package = Package(
     products: [
         .library(name: "Cohort", targets: ["Cohort"]),
         .library(name: "CohortSessions", targets: ["CohortSessions"]),
+        .library(name: "CohortHummingbird", targets: ["CohortHummingbird"]),
         .library(name: "CohortTestKit", targets: ["CohortTestKit"]),
         .executable(name: "cohort", targets: ["CohortCLI"]),
         // An example third-party plugin (Examples/FileDiscovery), built as a shared library.
@@ -46,13 +47,20 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "CohortHummingbird",
+            dependencies: ["CohortSessions", "Cohort", core],
+            // Hummingbird's protocols are compiled without NonisolatedNonsendingByDefault, so a
+            // module conforming to them keeps the classic isolation rules.
+            swiftSettings: [.enableUpcomingFeature("ExistentialAny")]
+        ),
+        .target(
             name: "CohortTestKit",
             dependencies: ["Cohort", core, .product(name: "DequeModule", package: "swift-collections")],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "CohortCLI",
-            dependencies: ["Cohort", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Cohort", "CohortHummingbird", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
         // Plugins: the implementation modules (linked statically into Cohort) …
@@ -72,6 +80,11 @@ let package = Package(
         .testTarget(
             name: "CohortPluginTests",
             dependencies: ["Cohort", "CohortTestKit", core],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CohortHummingbirdTests",
+            dependencies: ["CohortHummingbird", "CohortTestKit", core],
             swiftSettings: swiftSettings
         ),
         .testTarget(

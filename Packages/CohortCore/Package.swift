@@ -18,13 +18,15 @@ let swiftSettings: [SwiftSetting] = [
 let package = Package(
     name: "CohortCore",
     products: [
-        .library(name: "CohortCore", type: .dynamic, targets: ["CohortCore", "CohortNIO"])
+        .library(name: "CohortCore", type: .dynamic, targets: ["CohortCore", "CohortNIO", "CohortHTTP"])
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         .target(
@@ -46,6 +48,17 @@ let package = Package(
                 "CohortCore",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The HTTP server (Hummingbird) and Prometheus exporter, re-exported for the same reason:
+        // both sit on NIO, Logging, Metrics and ServiceLifecycle, whose one copy lives here.
+        .target(
+            name: "CohortHTTP",
+            dependencies: [
+                "CohortNIO",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -338,7 +338,16 @@ public final class GroupChannel: Service, Sendable {
         stopInput.finish()
     }
 
+    /// Runs the node until ``shutdown()``, task cancellation, or the service group's graceful
+    /// shutdown; then leaves the cluster gracefully.
     public func run() async throws {
+        try await run(stopOnGracefulShutdown: true)
+    }
+
+    /// Runs the node; with `stopOnGracefulShutdown: false` only ``shutdown()`` or cancellation
+    /// stops it, so an owner can finish its own hand-off first (a session node stops its
+    /// managers, then the channel).
+    public func run(stopOnGracefulShutdown: Bool) async throws {
         let local = localMember
         let delegate = NodeDelegate(channel: self)
         let bound: Endpoint
@@ -432,7 +441,7 @@ public final class GroupChannel: Service, Sendable {
                     group.cancelAll()
                 }
             } onGracefulShutdown: { [stopInput] in
-                stopInput.finish()
+                if stopOnGracefulShutdown { stopInput.finish() }
             }
         } catch is CancellationError {
         } catch {

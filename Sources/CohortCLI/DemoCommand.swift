@@ -1,177 +1,255 @@
 import ArgumentParser
 import Cohort
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "A guided tour: a 3-node cluster on loopback, messages, a killed node, a graceful leave."
+        abstract: "Start a session-replicating cluster on loopback: one process per node, each serving the sample app.",
+        discussion: """
+            Each node serves GET /counter (a counter in your session, as JSON) and GET / (a live \
+            page). A count built on one node continues on the others; kill a node and the count \
+            survives. Runs until Ctrl-C. With --tour, runs a scripted walk-through and exits 0 \
+            only if the count survived a SIGKILL.
+            """
     )
 
     @Option(help: "Number of nodes.") var nodes: Int = 3
-    @Option(help: "Cluster port of the first node; the others follow.") var basePort: Int = 4001
+    @Option(help: "HTTP port of the first node; the others follow.") var httpPort: Int = 8081
+    @Option(help: "Cluster port of the first node; the others follow.") var clusterPort: Int = 4001
     @Option(help: "Codec: binary or json.") var codec: String = "binary"
+    @Option(help: "Session manager: delta or backup.") var manager: String = "delta"
+    @Option(help: "Replication: sync or async.") var mode: String = "sync"
+    @Flag(help: "Run the scripted walk-through and exit.") var tour = false
 
     func validate() throws {
         guard (2...9).contains(nodes) else { throw ValidationError("--nodes must be between 2 and 9") }
-        guard (1...65000).contains(basePort) else { throw ValidationError("--base-port must be between 1 and 65000") }
+        guard ["delta", "backup"].contains(manager) else { throw ValidationError("--manager must be delta or backup") }
+        guard ["sync", "async"].contains(mode) else { throw ValidationError("--mode must be sync or async") }
     }
 
     func run() async throws {
         let exe = PluginLoader.executableDirectory + "/cohort"
-        let addresses = (0..<nodes).map { "127.0.0.1:\(basePort + $0)" }
-        var children: [Child] = []
-        defer { for child in children { child.terminate(signal: SIGKILL) } }
+        let cluster = (0..<nodes).map { "127.0.0.1:\(clusterPort + $0)" }
+        var children: [DemoNode] = []
+        let registry = ChildRegistry()
+        registry.installSignalHandlers()
+        defer { registry.stopAll(signal: SIGKILL) }
 
-        say("Starting \(nodes) nodes on loopback, each a separate process:")
         for i in 0..<nodes {
             let name = "node\(i + 1)"
-            let others = addresses.enumerated().filter { $0.offset != i }.map(\.element).joined(separator: ",")
-            let child = try Child(executable: exe, name: name, arguments: [
-                "node", "--name", name, "--listen", addresses[i], "--members", others, "--codec", codec,
+            let others = cluster.enumerated().filter { $0.offset != i }.map(\.element).joined(separator: ",")
+            let child = try DemoNode(executable: exe, name: name, httpPort: httpPort + i, arguments: [
+                "serve", "--name", name, "--http-port", "\(httpPort + i)", "--listen", cluster[i],
+                "--members", others, "--codec", codec, "--manager", manager, "--mode", mode,
             ])
             children.append(child)
-            say("  \(name)  pid \(child.pid)  cluster \(addresses[i])")
+            registry.add(child)
         }
-
-        // 1. Everyone sees everyone.
+        // Wait until every node is ready (state transfer done).
         for child in children {
-            guard child.waitFor(timeout: 20, { lines in lines.filter { $0.hasPrefix("member-added") }.count >= nodes - 1 }) else {
-                return try fail("\(child.name) did not see all members", children)
+            guard await child.waitReady(timeout: 60) else {
+                Console.error("demo: \(child.name) did not become ready; its output:")
+                for line in child.lines { Console.error("  \(line)") }
+                throw ExitCode(1)
             }
         }
-        say("\nEvery node sees the other \(nodes - 1) (member-added events):")
-        for line in children[0].lines where line.hasPrefix("member-added") { say("  node1: \(line)") }
-
-        // 2. A message to all, waiting until every receiver processed it.
-        say("\nnode1 sends \"hello from node1\" to all members and waits until each has processed it:")
-        children[0].send("hello from node1")
-        guard children[0].waitFor(timeout: 10, { $0.contains("sent to \(nodes - 1)/\(nodes - 1) members") }) else {
-            return try fail("node1's send was not acknowledged by all", children)
+        Console.line("Cohort demo — \(nodes) nodes on loopback, \(manager) manager, \(mode) replication, \(codec) codec\n")
+        Console.line("NODE    PID      HTTP                      CLUSTER")
+        for (i, child) in children.enumerated() {
+            Console.line("\(child.name.padding(toLength: 8, withPad: " ", startingAt: 0))\(String(child.pid).padding(toLength: 9, withPad: " ", startingAt: 0))http://127.0.0.1:\(child.httpPort)/     \(cluster[i])")
         }
-        for child in children.dropFirst() {
-            guard child.waitFor(timeout: 10, { $0.contains("received from node1: hello from node1") }) else {
-                return try fail("\(child.name) did not receive the message", children)
+        if tour {
+            let survived = try await runTour(children)
+            registry.stopAll(signal: SIGTERM)
+            for child in children { child.waitForExit(seconds: 15) }
+            if !survived { throw ExitCode(1) }
+            return
+        }
+        Console.line("""
+
+            Open http://127.0.0.1:\(httpPort)/ in a browser, or:
+              curl -c jar -b jar http://127.0.0.1:\(httpPort)/counter
+              curl -c jar -b jar http://127.0.0.1:\(httpPort + 1)/counter     # the count continues
+              kill -9 \(children[0].pid)                                      # and survives this
+            Admin: /cluster/members /cluster/sessions /ready /metrics. Ctrl-C stops every node.
+            """)
+        // Run until a signal; report nodes that die, keep serving with the rest.
+        var reported = Set<String>()
+        while !registry.stopRequested {
+            for child in children where !child.isRunning && !reported.contains(child.name) {
+                reported.insert(child.name)
+                Console.line("\(child.name) (pid \(child.pid)) exited; the other nodes keep serving")
             }
-            say("  \(child.name): received from node1: hello from node1")
+            try await Task.sleep(for: .milliseconds(200))
         }
-        say("  node1: sent to \(nodes - 1)/\(nodes - 1) members")
-
-        // 3. Kill the last node without warning.
-        let victim = children[nodes - 1]
-        say("\nKilling \(victim.name) (pid \(victim.pid)) with SIGKILL — no goodbye.")
-        let killedAt = Date()
-        victim.terminate(signal: SIGKILL)
-        for child in children.dropLast() {
-            guard child.waitFor(timeout: 15, { $0.contains("member-removed \(victim.name)") }) else {
-                return try fail("\(child.name) did not detect that \(victim.name) died", children)
-            }
-            let ms = Int(Date().timeIntervalSince(killedAt) * 1000)
-            say("  \(child.name) reported member-removed \(victim.name) after about \(ms) ms (probe-verified, not a guess)")
-        }
-
-        // 4. The survivors keep working.
-        say("\nnode2 sends \"still here\"; the survivors keep working:")
-        children[1].send("still here")
-        guard children[1].waitFor(timeout: 10, { $0.contains("sent to \(nodes - 2)/\(nodes - 2) members") }) else {
-            return try fail("node2's send to the survivors failed", children)
-        }
-        say("  node2: sent to \(nodes - 2)/\(nodes - 2) members")
-
-        // 5. A graceful leave is seen at once.
-        let leaver = children[0]
-        say("\nStopping node1 with SIGTERM: it tells the others it is leaving.")
-        leaver.terminate(signal: SIGTERM)
-        guard children[1].waitFor(timeout: 10, { $0.contains("member-left node1") }) else {
-            return try fail("node2 did not see node1 leave", children)
-        }
-        say("  node2: member-left node1")
-        for child in children.dropLast() { child.terminate(signal: SIGTERM) }
-        for child in children.dropLast() { child.waitForExit(timeout: 10) }
-        say("\nTour complete. Run `cohort node --help` to start nodes by hand.")
+        Console.line("\nstopping every node…")
+        registry.stopAll(signal: SIGTERM)
+        for child in children { child.waitForExit(seconds: 15) }
     }
 
-    private func say(_ text: String) { Console.line(text) }
-
-    private func fail(_ what: String, _ children: [Child]) throws {
-        Console.error("demo failed: \(what)")
-        for child in children {
-            Console.error("--- \(child.name) output:")
-            for line in child.lines { Console.error("  \(line)") }
+    /// Increment on node 1, read on node 2, SIGKILL node 1, continue on node 3.
+    func runTour(_ children: [DemoNode]) async throws -> Bool {
+        let client = DemoHTTP()
+        func step(_ text: String) { Console.line("\n▶ \(text)") }
+        step("Three increments on \(children[0].name)")
+        var last = 0
+        for _ in 0..<3 {
+            let answer = try await client.counter(port: children[0].httpPort)
+            Console.line("  GET :\(children[0].httpPort)/counter → \(answer.raw)")
+            last = answer.count
         }
-        throw ExitCode(1)
+        step("The same session on \(children[1].name): the count continues")
+        let second = try await client.counter(port: children[1].httpPort)
+        Console.line("  GET :\(children[1].httpPort)/counter → \(second.raw)")
+        guard second.count == last + 1 else {
+            Console.error("tour failed: expected \(last + 1) on \(children[1].name), got \(second.count)")
+            return false
+        }
+        last = second.count
+        step("SIGKILL \(children[0].name) (pid \(children[0].pid)) — no goodbye")
+        children[0].kill(SIGKILL)
+        children[0].waitForExit(seconds: 5)
+        let target = children[children.count > 2 ? 2 : 1]
+        step("Continue on \(target.name)")
+        let third = try await client.counter(port: target.httpPort)
+        Console.line("  GET :\(target.httpPort)/counter → \(third.raw)")
+        guard third.count == last + 1 else {
+            Console.error("tour failed: the count did not survive (expected \(last + 1), got \(third.count))")
+            return false
+        }
+        Console.line("\n✔ The count survived the loss of the node that created the session (\(third.count)).")
+        return true
     }
 }
 
-/// A child `cohort node` process whose output lines are collected.
-final class Child: @unchecked Sendable {
+/// A child `cohort serve` process.
+final class DemoNode: @unchecked Sendable {
     let name: String
+    let httpPort: Int
     private let process = Process()
-    private let input = Pipe()
-    private let output = Pipe()
     private let lock = NSLock()
     private var collected: [String] = []
 
-    init(executable: String, name: String, arguments: [String]) throws {
+    init(executable: String, name: String, httpPort: Int, arguments: [String]) throws {
         self.name = name
+        self.httpPort = httpPort
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
-        process.standardInput = input
+        let output = Pipe()
         process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        do {
-            try process.run()
-        } catch {
-            throw CohortError(.internal, "cannot start \(executable): \(error)")
-        }
+        process.standardError = output
+        process.standardInput = FileHandle.nullDevice
+        do { try process.run() } catch { throw CohortError(.internal, "cannot start \(executable): \(error)") }
         let handle = output.fileHandleForReading
-        let thread = Thread { [weak self] in
+        Thread { [weak self] in
             var pending = ""
             while true {
                 let data = handle.availableData
-                if data.isEmpty { break }
+                if data.isEmpty { return }
                 pending += String(decoding: data, as: UTF8.self)
                 while let newline = pending.firstIndex(of: "\n") {
                     let line = String(pending[..<newline])
                     pending = String(pending[pending.index(after: newline)...])
-                    self?.append(line)
+                    self?.lock.withLock { self?.collected.append(line) }
                 }
             }
-        }
-        thread.start()
+        }.start()
     }
 
     var pid: Int32 { process.processIdentifier }
-
+    var isRunning: Bool { process.isRunning }
     var lines: [String] { lock.withLock { collected } }
 
-    private func append(_ line: String) { lock.withLock { collected.append(line) } }
-
-    func send(_ line: String) {
-        input.fileHandleForWriting.write(Data((line + "\n").utf8))
-    }
-
-    /// Polls the collected lines until `condition` holds or the deadline passes.
-    func waitFor(timeout seconds: Double, _ condition: ([String]) -> Bool) -> Bool {
+    func waitReady(timeout seconds: Double) async -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if condition(lines) { return true }
-            Thread.sleep(forTimeInterval: 0.02)
+        let client = DemoHTTP()
+        while Date() < deadline && process.isRunning {
+            if (try? await client.status(port: httpPort, path: "/ready")) == 200 { return true }
+            try? await Task.sleep(for: .milliseconds(100))
         }
-        return condition(lines)
+        return false
     }
 
-    func waitFor(timeout seconds: Double, _ predicate: @escaping (String) -> Bool) -> Bool {
-        waitFor(timeout: seconds) { (all: [String]) in all.contains(where: predicate) }
+    func kill(_ signal: Int32) {
+        if process.isRunning { Foundation.kill(process.processIdentifier, signal) }
     }
 
-    func terminate(signal: Int32) {
-        if process.isRunning { kill(process.processIdentifier, signal) }
-    }
-
-    func waitForExit(timeout seconds: Double) {
+    func waitForExit(seconds: Double) {
         let deadline = Date().addingTimeInterval(seconds)
         while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
+    }
+}
+
+/// Children to stop on Ctrl-C.
+final class ChildRegistry: @unchecked Sendable {
+    private let lock = NSLock()
+    private var children: [DemoNode] = []
+    private var stop = false
+    private var sources: [any DispatchSourceSignal] = []
+
+    func add(_ child: DemoNode) { lock.withLock { children.append(child) } }
+    var stopRequested: Bool { lock.withLock { stop } }
+
+    func installSignalHandlers() {
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { [weak self] in self?.lock.withLock { self?.stop = true } }
+            source.resume()
+            sources.append(source)
+        }
+    }
+
+    func stopAll(signal: Int32) {
+        for child in lock.withLock({ children }) { child.kill(signal) }
+    }
+}
+
+/// A tiny HTTP client with one cookie jar (the demo's browser).
+final class DemoHTTP: @unchecked Sendable {
+    private let lock = NSLock()
+    private var cookie: String?
+    private let session: URLSession = {
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.httpShouldSetCookies = false
+        configuration.timeoutIntervalForRequest = 10
+        return URLSession(configuration: configuration)
+    }()
+
+    struct Counter {
+        var count: Int
+        var raw: String
+    }
+
+    func status(port: Int, path: String) async throws -> Int {
+        let (_, response) = try await session.data(for: request(port: port, path: path))
+        return (response as? HTTPURLResponse)?.statusCode ?? 0
+    }
+
+    func counter(port: Int) async throws -> Counter {
+        let (data, response) = try await session.data(for: request(port: port, path: "/counter"))
+        let http = response as? HTTPURLResponse
+        if let setCookie = http?.value(forHTTPHeaderField: "Set-Cookie"), let pair = setCookie.split(separator: ";").first {
+            lock.withLock { cookie = String(pair) }
+        }
+        let raw = String(decoding: data, as: UTF8.self)
+        guard http?.statusCode == 200,
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let count = object["count"] as? Int
+        else {
+            throw CohortError(.internal, "unexpected answer from :\(port)/counter (\(http?.statusCode ?? 0)): \(raw)")
+        }
+        return Counter(count: count, raw: raw)
+    }
+
+    private func request(port: Int, path: String) -> URLRequest {
+        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
+        if let cookie = lock.withLock({ cookie }) { request.setValue(cookie, forHTTPHeaderField: "Cookie") }
+        return request
     }
 }

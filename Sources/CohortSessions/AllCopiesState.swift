@@ -100,7 +100,7 @@ struct AllCopiesState<Entry: ReplicatedEntry>: Sendable {
     mutating func onLocalDelta(_ key: String, _ delta: Entry.Delta, mustCreate: Bool = false, now: WallMillis) -> Result<[Action], LocalError> {
         let current = live(key, now: now)
         if mustCreate, current != nil { return .failure(.exists) }
-        if let tombstone = tombstones[key], Entry.deletionIsFinal || delta.stamp <= tombstone.stamp {
+        if let tombstone = tombstones[key], delta.stamp <= tombstone.stamp {
             return .failure(.notFound)
         }
         var actions: [Action] = []
@@ -122,8 +122,10 @@ struct AllCopiesState<Entry: ReplicatedEntry>: Sendable {
 
     mutating func apply(_ key: String, _ delta: Entry.Delta, origin: ChangeOrigin, now: WallMillis, buffer: Bool = true) -> [Action] {
         var actions: [Action] = []
-        if let tombstone = tombstones[key], Entry.deletionIsFinal || delta.stamp <= tombstone.stamp {
-            return actions
+        if entries[key] == nil, let tombstone = tombstones[key] {
+            // Deleted here: only a newer change that creates the key again brings it back.
+            guard delta.stamp > tombstone.stamp, Entry.creating(from: delta) != nil else { return actions }
+            tombstones[key] = nil
         }
         if var entry = entries[key] {
             switch entry.apply(delta) {
@@ -184,8 +186,9 @@ struct AllCopiesState<Entry: ReplicatedEntry>: Sendable {
     mutating func merge(_ incoming: [String: Entry], now: WallMillis) -> [Action] {
         var actions: [Action] = []
         for (key, copy) in incoming {
-            if let tombstone = tombstones[key], Entry.deletionIsFinal || copy.latestStamp <= tombstone.stamp {
-                continue
+            if let tombstone = tombstones[key] {
+                guard copy.latestStamp > tombstone.stamp else { continue }
+                tombstones[key] = nil
             }
             if var entry = entries[key] {
                 if entry.merge(copy) {

@@ -30,7 +30,6 @@ struct MapEntry: ReplicatedEntry, Equatable {
     var version: UInt64 { stamp.counter }
     var latestStamp: Stamp { stamp }
     var deadline: WallMillis? { expiresAt }
-    static var deletionIsFinal: Bool { false }
 
     static func creating(from delta: Delta) -> MapEntry? {
         guard let value = delta.value else { return nil }

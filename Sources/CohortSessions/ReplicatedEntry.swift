@@ -41,9 +41,6 @@ protocol ReplicatedEntry: Codable, Sendable {
     mutating func apply(_ delta: Delta) -> ApplyOutcome<Delta>
     /// Merges another copy; returns whether anything changed.
     mutating func merge(_ other: Self) -> Bool
-    /// True when a deleted key must never come back (an invalidated session); false when a
-    /// newer write may re-create it (a map key).
-    static var deletionIsFinal: Bool { get }
 }
 
 /// Where a change came from, for listeners.

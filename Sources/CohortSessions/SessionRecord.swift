@@ -22,8 +22,6 @@ struct SessionRecord: ReplicatedEntry, Equatable {
         case principal = "p", attributes = "t", version = "v", latestStamp = "s"
     }
 
-    static var deletionIsFinal: Bool { true }
-
     /// When the session expires: idle limit after the last access, or the absolute deadline,
     /// whichever comes first.
     var deadline: WallMillis? {

@@ -1,0 +1,98 @@
+import ArgumentParser
+import CohortHummingbird
+import Foundation
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run one node of the sample session app: an HTTP server whose sessions are replicated across the cluster.",
+        discussion: """
+            GET /counter increments a counter in your session and answers JSON \
+            {"count": N, "node": NAME, "session": ID}; GET / is a live page. Admin endpoints: \
+            /cluster/members, /cluster/sessions, /alive, /ready, /metrics.
+            """
+    )
+
+    @Option(help: "The node's name.") var name: String = "node1"
+    @Option(help: "HTTP port (on 127.0.0.1 unless --http-host).") var httpPort: Int = 8081
+    @Option(help: "HTTP host.") var httpHost: String = "127.0.0.1"
+    @Option(help: ArgumentHelp("Cluster address to listen on.", valueName: "HOST:PORT")) var listen: String = "127.0.0.1:4001"
+    @Option(help: ArgumentHelp("Comma-separated cluster addresses of the other members.", valueName: "HOST:PORT,...")) var members: String = ""
+    @Option(help: "Codec: binary or json.") var codec: String = "binary"
+    @Option(help: "Session manager: delta (every node holds every session) or backup (primary + backup).") var manager: String = "delta"
+    @Option(help: "Replication: sync (the response waits for the replicas; the default) or async.") var mode: String = "sync"
+    @Option(help: "Route for sticky balancers (appended to the session cookie); empty disables route binding.") var route: String?
+    @Option(help: "Seconds a graceful stop may take (hand-off, leave).") var grace: Int = 10
+    @Option(help: ArgumentHelp("JSON configuration file (COHORT_* environment variables override it).", valueName: "FILE")) var config: String?
+    @OptionGroup var pluginOptions: PluginOptions
+    @Flag(help: "Log debug information to standard error.") var verbose = false
+
+    func validate() throws {
+        guard ClusterNode.ManagerKind(rawValue: manager) != nil else { throw ValidationError("--manager must be delta or backup, got '\(manager)'") }
+        guard ["sync", "async"].contains(mode) else { throw ValidationError("--mode must be sync or async, got '\(mode)'") }
+        guard (1...65535).contains(httpPort) else { throw ValidationError("--http-port must be 1…65535") }
+        do { _ = try Endpoint(parsing: listen) } catch let error as CohortError { throw ValidationError("--listen: \(error.message)") }
+        for m in members.split(separator: ",") {
+            do { _ = try Endpoint(parsing: String(m)) } catch let error as CohortError { throw ValidationError("--members: \(error.message)") }
+        }
+    }
+
+    func run() async throws {
+        let level: Logger.Level = verbose ? .debug : .warning
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let prometheus = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: prometheus))
+
+        let node: ClusterNode
+        do {
+            var base = ClusterConfiguration(name: name)
+            base.listen = try Endpoint(parsing: listen)
+            base.members = try members.split(separator: ",").map { try Endpoint(parsing: String($0)) }
+            base.codec = codec
+            base.metadata["http"] = "\(httpHost):\(httpPort)"
+            let configuration = try ClusterConfiguration.load(file: config, base: base)
+            try pluginOptions.load(into: .shared)
+            var sessions = SessionManagerConfiguration(name: "demo", mode: mode == "sync" ? .synchronous : .asynchronous)
+            sessions.maxInactiveInterval = .seconds(1800)
+            node = try ClusterNode(
+                configuration: configuration,
+                manager: ClusterNode.ManagerKind(rawValue: manager) ?? .delta,
+                sessions: sessions,
+                gracePeriod: .seconds(grace)
+            )
+        } catch let error as CohortError {
+            Console.error("error: \(error.message)")
+            throw ExitCode(2)
+        }
+
+        let router = Router(context: ClusterRequestContext.self)
+        node.addAdminRoutes(to: router, prometheus: prometheus)
+        let sessionRoutes = router.group()
+            .add(middleware: ClusterSessionMiddleware(manager: node.sessions, route: route ?? name, ready: { node.isReady }))
+        SampleApp.addRoutes(to: sessionRoutes, node: node)
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname(httpHost, port: httpPort), serverName: "cohort-\(name)"),
+            services: [node],
+            onServerRunning: { _ in
+                Console.line("serving \(name) http://\(httpHost):\(httpPort) cluster \(node.channel.localMember.endpoint) pid \(ProcessInfo.processInfo.processIdentifier)")
+            },
+            logger: {
+                var logger = Logger(label: "cohort.http")
+                logger.logLevel = level
+                return logger
+            }()
+        )
+        do {
+            try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
+        } catch let error as CohortError {
+            Console.error("error: \(error.message)")
+            throw ExitCode(1)
+        }
+        Console.line("stopped \(name)")
+    }
+}

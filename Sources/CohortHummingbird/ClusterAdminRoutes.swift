@@ -1,0 +1,86 @@
+import Foundation
+
+/// A member as `GET /cluster/members` reports it.
+public struct MemberStatus: Codable, Sendable, Equatable {
+    public var name: String
+    public var address: String
+    /// `self`, `alive` or `suspected`.
+    public var state: String
+    /// When this node first saw the member (ISO 8601).
+    public var since: String
+    public var id: String
+}
+
+/// The body of `GET /cluster/members`.
+public struct MembersResponse: Codable, Sendable {
+    public var node: String
+    public var members: [MemberStatus]
+}
+
+/// The body of `GET /cluster/sessions`.
+public struct SessionCountResponse: Codable, Sendable {
+    public var node: String
+    public var sessions: Int
+}
+
+extension ClusterNode {
+    /// Mounts the admin endpoints any app can serve:
+    ///
+    /// | path | answer |
+    /// |---|---|
+    /// | `GET /cluster/members` | JSON: this node and every member with address, state and since |
+    /// | `GET /cluster/sessions` | JSON: the number of sessions this node holds |
+    /// | `GET /alive` | 200 while the process runs |
+    /// | `GET /ready` | 200 once state transfer is done, 503 before and while shutting down |
+    /// | `GET /metrics` | Prometheus text, when a registry is given |
+    public func addAdminRoutes<Context: RequestContext>(to router: Router<Context>, prometheus: PrometheusCollectorRegistry? = nil) {
+        router.get("/cluster/members") { _, _ -> Response in
+            try Self.json(self.membersResponse())
+        }
+        router.get("/cluster/sessions") { _, _ -> Response in
+            try Self.json(SessionCountResponse(node: self.channel.localMember.name, sessions: await self.sessions.sessionIDs().count))
+        }
+        router.get("/alive") { _, _ -> Response in
+            Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "alive\n")))
+        }
+        router.get("/ready") { _, _ -> Response in
+            let ready = self.isReady
+            return Response(
+                status: ready ? .ok : .serviceUnavailable,
+                headers: [.contentType: "text/plain"],
+                body: .init(byteBuffer: ByteBuffer(string: ready ? "ready\n" : "not ready\n"))
+            )
+        }
+        if let prometheus {
+            router.get("/metrics") { _, _ -> Response in
+                var bytes: [UInt8] = []
+                prometheus.emit(into: &bytes)
+                return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+            }
+        }
+    }
+
+    /// The members as `GET /cluster/members` reports them.
+    public func membersResponse() -> MembersResponse {
+        let view = channel.view
+        let iso = ISO8601DateFormatter()
+        var list = [MemberStatus(name: view.local.name, address: view.local.endpoint.description, state: "self", since: iso.string(from: started), id: view.local.id.description)]
+        for member in view.members {
+            list.append(MemberStatus(
+                name: member.name,
+                address: member.endpoint.description,
+                state: view.suspected.contains(member.id) ? "suspected" : "alive",
+                since: iso.string(from: memberSince(member.id) ?? started),
+                id: member.id.description
+            ))
+        }
+        return MembersResponse(node: view.local.name, members: list)
+    }
+
+    static func json<T: Encodable>(_ value: T) throws -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let data = try encoder.encode(value)
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(data: data)))
+    }
+}

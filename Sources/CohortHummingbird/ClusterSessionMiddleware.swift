@@ -1,0 +1,144 @@
+import Foundation
+
+/// Where the ``ClusterSessionMiddleware`` keeps the request's session. A reference, so handlers
+/// can change the session through the (value-typed) request context.
+public final class ClusterSessionSlot: @unchecked Sendable {
+    private let lock = NSLock()
+    private var _session: Session?
+    private var _loaded = false
+
+    public init() {}
+
+    /// The session of this request, if it has one.
+    public var session: Session? {
+        get { lock.withLock { _session } }
+        set { lock.withLock { _session = newValue } }
+    }
+
+    /// The session, created if the request has none.
+    public func require(_ manager: SessionManager) -> Session {
+        lock.withLock {
+            if let existing = _session { return existing }
+            let fresh = manager.newSession()
+            _session = fresh
+            return fresh
+        }
+    }
+
+    /// Changes the session (creating it if needed): the change is replicated when the request ends.
+    public func update<T>(_ manager: SessionManager, _ body: (inout Session) throws -> T) rethrows -> T {
+        var session = require(manager)
+        let result = try body(&session)
+        self.session = session
+        return result
+    }
+}
+
+/// A request context that carries a cluster session.
+public protocol ClusterSessionRequestContext: RequestContext {
+    /// The request's session slot.
+    var clusterSession: ClusterSessionSlot { get }
+}
+
+/// A ready-made context with a cluster session.
+public struct ClusterRequestContext: ClusterSessionRequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let clusterSession = ClusterSessionSlot()
+
+    public init(source: Source) {
+        self.coreContext = .init(source: source)
+    }
+}
+
+/// Replicates session changes once per request (Tomcat's ReplicationValve), with optional route
+/// binding (Tomcat's jvmRoute + JvmRouteBinderValve).
+///
+/// - Before the handler: the session named by the cookie is loaded (from this node's copy, or
+///   pulled from its owner by the manager).
+/// - After the handler: if the session changed, its changes go out as **one** delta; in
+///   synchronous mode the response waits until the replicas applied it. A request that changed
+///   nothing sends nothing, except a periodic access refresh (at most one per half idle
+///   interval) so the other copies do not expire a session that is only read.
+/// - Route binding: the cookie value is `id.route`; a sticky balancer routes on the suffix. When
+///   a request arrives for a session bound to another node (failover), the cookie is re-issued
+///   with this node's route.
+public struct ClusterSessionMiddleware<Context: ClusterSessionRequestContext>: RouterMiddleware {
+    /// The manager holding the sessions.
+    public let manager: SessionManager
+    /// The cookie name.
+    public let cookieName: String
+    /// This node's route, appended to the cookie value; nil disables route binding.
+    public let route: String?
+    /// Whether the cookie is sent only over HTTPS.
+    public let secureCookie: Bool
+    /// Whether the node may serve sessions yet (state transfer done); requests before that get
+    /// 503 with Retry-After instead of an empty session.
+    public let ready: @Sendable () -> Bool
+
+    public init(
+        manager: SessionManager,
+        cookieName: String = "COHORT_SESSION",
+        route: String? = nil,
+        secureCookie: Bool = false,
+        ready: @escaping @Sendable () -> Bool = { true }
+    ) {
+        self.manager = manager
+        self.cookieName = cookieName
+        self.route = route
+        self.secureCookie = secureCookie
+        self.ready = ready
+    }
+
+    /// Splits a cookie value into session id and route.
+    public static func parse(_ value: String, routed: Bool) -> (id: String, route: String?) {
+        guard routed, let dot = value.lastIndex(of: ".") else { return (value, nil) }
+        return (String(value[..<dot]), String(value[value.index(after: dot)...]))
+    }
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard ready() else {
+            throw HTTPError(.serviceUnavailable, headers: [.retryAfter: "1"], message: "this node is starting (session state transfer in progress)")
+        }
+        var cookieRoute: String?
+        if let value = request.cookies[cookieName]?.value, !value.isEmpty {
+            let (id, boundRoute) = Self.parse(value, routed: route != nil)
+            cookieRoute = boundRoute
+            do {
+                context.clusterSession.session = try await manager.session(id)
+            } catch let error as CohortError {
+                // A cluster failure is an error, not "no session": the user must not be logged out silently.
+                throw HTTPError(.serviceUnavailable, message: "session store unavailable: \(error.message)")
+            }
+        }
+        let loadedID = context.clusterSession.session?.id
+        var response = try await next(request, context)
+        guard let session = context.clusterSession.session else { return response }
+
+        if session.isInvalidated {
+            do { try await manager.invalidate(session.id) } catch let error as CohortError {
+                throw HTTPError(.serviceUnavailable, message: "session store unavailable: \(error.message)")
+            }
+            response.setCookie(Cookie(name: cookieName, value: "", maxAge: 0, path: "/", secure: secureCookie, httpOnly: true))
+            return response
+        }
+        let idle = Self.seconds(session.maxInactiveInterval)
+        let refreshDue = idle > 0 && Date().timeIntervalSince(session.lastAccessedTime) > idle / 2
+        if session.isNew || session.hasChanges || refreshDue {
+            do {
+                _ = try await manager.commit(session)
+            } catch let error as CohortError {
+                throw HTTPError(.serviceUnavailable, message: "session not replicated: \(error.message)")
+            }
+        }
+        let routeChanged = route != nil && cookieRoute != route
+        if session.isNew || session.id != loadedID || routeChanged {
+            let value = route.map { "\(session.id).\($0)" } ?? session.id
+            response.setCookie(Cookie(name: cookieName, value: value, path: "/", secure: secureCookie, httpOnly: true, sameSite: .lax))
+        }
+        return response
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+}

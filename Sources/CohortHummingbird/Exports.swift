@@ -1,0 +1,3 @@
+@_exported import Cohort
+@_exported import CohortHTTP
+@_exported import CohortSessions

@@ -1,0 +1,202 @@
+import Cohort
+
+/// The request-scoped API shared by ``DeltaSessionManager`` and ``BackupSessionManager``.
+///
+/// A request reads a session, changes it, and commits it once: every change is collected into
+/// one delta that is replicated when the request ends (not a message per setter, not the whole
+/// session each time). A commit without changes still records the access, so that the other
+/// copies know when the session was last used and can expire it by themselves.
+///
+/// ```swift
+/// // A new session:
+/// var session = manager.newSession()
+/// try session.setAttribute("user", "ada")
+/// try await manager.commit(session)
+///
+/// // A later request, on any node:
+/// try await manager.withSession(session.id) { session in
+///     let visits: Int = try session.attribute("visits") ?? 0
+///     try session.setAttribute("visits", visits + 1)
+/// }
+/// ```
+///
+/// The manager is a swift-service-lifecycle `Service`: run it next to its channel (after the
+/// channel is running) and wait for ``waitUntilReady()`` before serving requests.
+public class SessionManager: Service, @unchecked Sendable {
+    /// The channel the manager replicates over.
+    public let channel: GroupChannel
+    /// The settings in force.
+    public let configuration: SessionManagerConfiguration
+    /// The codec of attribute values and replication messages.
+    public let codec: any MessageCodec
+    let wall: WallClock
+    let backend: any SessionBackend
+    let listeners: SessionListeners
+    let metrics: SessionMetrics
+    let logger: Logger
+
+    init(
+        channel: GroupChannel,
+        configuration: SessionManagerConfiguration,
+        activeCount: @escaping @Sendable (SessionEvent) -> Int,
+        makeBackend: (ReplicatorSettings, any MessageCodec, Logger, ReplicaObserver<SessionRecord>) -> any SessionBackend
+    ) throws {
+        self.channel = channel
+        self.configuration = configuration
+        let codec = try configuration.codec ?? channel.resolvedCodec()
+        self.codec = codec
+        self.wall = WallClock(clock: configuration.clock)
+        var logger = configuration.logger ?? Logger(label: "cohort.sessions")
+        logger[metadataKey: "node"] = "\(channel.configuration.name)"
+        logger[metadataKey: "manager"] = "\(configuration.name)"
+        self.logger = logger
+        let listeners = SessionListeners()
+        let metrics = SessionMetrics(manager: configuration.name, node: channel.configuration.name, factory: configuration.metricsFactory)
+        self.listeners = listeners
+        self.metrics = metrics
+        let notifyReplicated = configuration.notifyListenersOnReplication
+        let observer = ReplicaObserver<SessionRecord>(
+            events: { events in
+                let sessionEvents = events.flatMap(SessionEvent.from)
+                metrics.record(sessionEvents, activeDelta: activeCount)
+                listeners.emit(notifyReplicated ? sessionEvents : sessionEvents.filter { $0.origin == .local })
+            },
+            ready: { transferred, elapsed in metrics.ready(transferred: transferred, elapsed: elapsed) },
+            replicated: { bytes, latency in metrics.replicated(bytes: bytes, latency: latency) },
+            failure: { kind, count, _ in metrics.failure(kind, count: count) }
+        )
+        self.backend = makeBackend(configuration.replicatorSettings, codec, logger, observer)
+    }
+
+    // MARK: - lifecycle
+
+    /// Runs replication, state transfer and expiry until ``shutdown()`` or the service group's
+    /// graceful shutdown. Start it once the channel runs.
+    public func run() async throws {
+        defer { listeners.finish() }
+        try await backend.run()
+    }
+
+    /// Stops ``run()``.
+    public func shutdown() { backend.shutdown() }
+
+    /// Returns once the node holds the sessions it should: after the state transfer (delta
+    /// manager) or once it knows where every session lives (backup manager).
+    ///
+    /// - Throws: ``CohortError/Code/notRunning`` if the manager stops first.
+    public func waitUntilReady() async throws { try await backend.waitUntilReady() }
+
+    // MARK: - requests
+
+    /// A new session, not stored until it is committed.
+    ///
+    /// - Parameter id: the id, or nil for a fresh random one.
+    public func newSession(id: String? = nil) -> Session {
+        let now = wall.now
+        let record = SessionRecord(
+            id: id ?? configuration.idGenerator(),
+            creationTime: now,
+            lastAccessedTime: now,
+            maxInactive: Stamped(value: configuration.maxInactiveInterval.milliseconds, stamp: .zero),
+            absoluteExpiry: Stamped(value: nil, stamp: .zero),
+            principal: Stamped(value: nil, stamp: .zero),
+            attributes: [:],
+            version: 0,
+            latestStamp: .zero
+        )
+        return Session(record: record, codec: codec, isNew: true)
+    }
+
+    /// The session with an id, to read and change; nil when there is none (or it expired).
+    ///
+    /// Reading does not count as an access; committing does.
+    public func session(_ id: String) async throws -> Session? {
+        try await backend.record(id).map { Session(record: $0, codec: codec) }
+    }
+
+    /// Stores what a request did to a session, as one delta, and replicates it (waiting for
+    /// the other copies in synchronous mode).
+    ///
+    /// - Returns: what the members reported; a member that failed to apply the change (a
+    ///   codec failure, for example) is listed in ``ReplicationReport/failures``.
+    /// - Throws: ``CohortError/Code/notFound`` when the session is gone (invalidated or
+    ///   expired meanwhile), ``CohortError/Code/duplicate`` when a new session's id is taken,
+    ///   ``CohortError/Code/codecFailure`` when an attribute set through the subscript did not
+    ///   encode (nothing is stored), or the channel's error when the channel is not running.
+    @discardableResult
+    public func commit(_ session: Session) async throws -> ReplicationReport {
+        if let failure = session.encodingFailure { throw failure }
+        var delta = session.changes
+        delta.sessionID = session.originalID
+        if session.isInvalidated {
+            guard !session.isNew else { return ReplicationReport() }
+            delta = SessionDelta(sessionID: session.originalID)
+            delta.invalidated = true
+        } else {
+            delta.lastAccessedTime = wall.now
+            if session.isNew {
+                delta.creation = .init(creationTime: session.creationTime.wallMillis)
+                delta.maxInactive = session.maxInactiveInterval.milliseconds
+            }
+        }
+        return try await backend.commit(session.originalID, delta, mustCreate: session.isNew)
+    }
+
+    /// Runs `body` on a session and commits what it did (one delta).
+    ///
+    /// If `body` throws, nothing is committed.
+    ///
+    /// - Throws: ``CohortError/Code/notFound`` when there is no such session, `body`'s error,
+    ///   or the errors of ``commit(_:)``.
+    public func withSession<Result>(_ id: String, _ body: (inout Session) async throws -> Result) async throws -> Result {
+        guard var session = try await session(id) else {
+            throw CohortError(.notFound, "no session '\(id)' in manager '\(configuration.name)' (never created, invalidated, or expired)")
+        }
+        let result = try await body(&session)
+        try await commit(session)
+        return result
+    }
+
+    /// Creates a session, lets `body` fill it, and commits it (one delta).
+    ///
+    /// - Returns: the committed session.
+    @discardableResult
+    public func createSession(id: String? = nil, _ body: (inout Session) async throws -> Void = { _ in }) async throws -> Session {
+        var session = newSession(id: id)
+        try await body(&session)
+        try await commit(session)
+        return session
+    }
+
+    /// Invalidates a session everywhere. Does nothing when it does not exist.
+    public func invalidate(_ id: String) async throws {
+        var delta = SessionDelta(sessionID: id)
+        delta.invalidated = true
+        do {
+            _ = try await backend.commit(id, delta, mustCreate: false)
+        } catch let error as CohortError where error.code == .notFound {
+            return
+        }
+    }
+
+    // MARK: - observing
+
+    /// The ids of the active sessions on this node.
+    public func sessionIDs() async -> [String] { await backend.sessionIDs() }
+
+    /// Counts of this node (also published through swift-metrics as `cohort.sessions.*`).
+    public var statistics: SessionStatistics { metrics.statistics }
+
+    /// Calls `listener` for every session event on this node, local or replicated (see
+    /// ``SessionEvent/origin``). Listeners run on the manager's executor: keep them quick.
+    @discardableResult
+    public func addListener(_ listener: @escaping @Sendable (SessionEvent) -> Void) -> SessionListenerToken {
+        listeners.add(listener)
+    }
+
+    /// Removes a listener.
+    public func removeListener(_ token: SessionListenerToken) { listeners.remove(token) }
+
+    /// Session events from now on, as an async sequence (the newest 65,536 are buffered).
+    public func events() -> AsyncStream<SessionEvent> { listeners.stream() }
+}

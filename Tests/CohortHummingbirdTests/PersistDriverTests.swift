@@ -1,0 +1,128 @@
+import CohortHummingbird
+import CohortTestKit
+import Foundation
+import Testing
+
+/// The behaviours of Hummingbird's own persist tests (PersistTests: setGet, createGet,
+/// doubleCreateFail, setTwice, expires, TTL, codable, invalidGetAs, remove, expireAndAdd), against
+/// the cluster driver, plus the cluster-specific ones: every replica agrees.
+@Suite("ClusterPersistDriver", .timeLimit(.minutes(2)))
+struct PersistDriverTests {
+    struct TestCodable: Codable, Sendable, Equatable {
+        let buffer: String
+    }
+
+    /// Two nodes with a delta manager each; the body gets one driver per node.
+    func withDrivers(_ body: ([ClusterPersistDriver]) async throws -> Void) async throws {
+        let network = InMemoryNetwork()
+        let cluster = try await TestCluster.start(nodes: 2, transport: .inMemory(network))
+        var managers: [SessionManager] = []
+        var tasks: [Task<Void, any Error>] = []
+        for node in cluster.nodes {
+            var configuration = SessionManagerConfiguration(name: "persist")
+            configuration.settleTime = .milliseconds(50)
+            let manager = try DeltaSessionManager(channel: node, configuration: configuration)
+            managers.append(manager)
+            tasks.append(Task { try await manager.run() })
+        }
+        for manager in managers { try await manager.waitUntilReady() }
+        do {
+            try await body(managers.map(ClusterPersistDriver.init(manager:)))
+        } catch {
+            for manager in managers { manager.shutdown() }
+            await cluster.stop()
+            throw error
+        }
+        for manager in managers { manager.shutdown() }
+        for task in tasks { _ = try? await task.value }
+        await cluster.stop()
+    }
+
+    @Test func setGet() async throws {
+        try await withDrivers { drivers in
+            try await drivers[0].set(key: "test", value: "Persist", expires: nil)
+            #expect(try await drivers[0].get(key: "test", as: String.self) == "Persist")
+            #expect(try await drivers[1].get(key: "test", as: String.self) == "Persist")
+        }
+    }
+
+    @Test func createGetAndDoubleCreateFails() async throws {
+        try await withDrivers { drivers in
+            try await drivers[0].create(key: "c", value: "first", expires: nil)
+            #expect(try await drivers[1].get(key: "c", as: String.self) == "first")
+            await #expect(throws: PersistError.duplicate) { try await drivers[0].create(key: "c", value: "second", expires: nil) }
+            await #expect(throws: PersistError.duplicate) { try await drivers[1].create(key: "c", value: "third", expires: nil) }
+            #expect(try await drivers[0].get(key: "c", as: String.self) == "first")
+        }
+    }
+
+    @Test func setTwiceOverwritesEverywhere() async throws {
+        try await withDrivers { drivers in
+            try await drivers[0].set(key: "t", value: "one", expires: nil)
+            try await drivers[1].set(key: "t", value: "two", expires: nil)
+            #expect(try await drivers[0].get(key: "t", as: String.self) == "two")
+            #expect(try await drivers[1].get(key: "t", as: String.self) == "two")
+        }
+    }
+
+    @Test func expiresAndExpiredKeyCanBeCreatedAgain() async throws {
+        try await withDrivers { drivers in
+            try await drivers[0].create(key: "e", value: "short", expires: .milliseconds(50))
+            #expect(try await drivers[1].get(key: "e", as: String.self) == "short")
+            #expect(await eventually(timeout: .seconds(5)) { (try? await drivers[0].get(key: "e", as: String.self)) == nil })
+            #expect(await eventually(timeout: .seconds(5)) { (try? await drivers[1].get(key: "e", as: String.self)) == nil })
+            try await drivers[1].create(key: "e", value: "again", expires: nil)
+            #expect(try await drivers[0].get(key: "e", as: String.self) == "again")
+        }
+    }
+
+    @Test func ttlIsAnAbsoluteDeadlineAndNilKeepsIt() async throws {
+        try await withDrivers { drivers in
+            try await drivers[0].set(key: "ttl", value: "v", expires: .seconds(60))
+            let first = try #require(try await drivers[1].getWithTTL(key: "ttl", as: String.self))
+            let ttl = try #require(first.ttl)
+            #expect(ttl > .seconds(55) && ttl <= .seconds(60))
+            // set with nil expiry keeps the existing deadline.
+            try await drivers[1].set(key: "ttl", value: "w", expires: nil)
+            let second = try #require(try await drivers[0].getWithTTL(key: "ttl", as: String.self))
+            #expect(second.object == "w")
+            let kept = try #require(second.ttl)
+            #expect(kept > .seconds(50) && kept <= ttl)
+            // A key without expiry has no TTL.
+            try await drivers[0].set(key: "forever", value: 1, expires: nil)
+            #expect(try await drivers[1].getWithTTL(key: "forever", as: Int.self)?.ttl == nil)
+        }
+    }
+
+    @Test func codableValues() async throws {
+        try await withDrivers { drivers in
+            try await drivers[0].set(key: "codable", value: TestCodable(buffer: "hello"), expires: nil)
+            #expect(try await drivers[1].get(key: "codable", as: TestCodable.self) == TestCodable(buffer: "hello"))
+        }
+    }
+
+    @Test func invalidGetAsThrowsInvalidConversion() async throws {
+        try await withDrivers { drivers in
+            try await drivers[0].set(key: "int", value: TestCodable(buffer: "x"), expires: nil)
+            await #expect(throws: PersistError.invalidConversion) { try await drivers[1].get(key: "int", as: Int.self) }
+        }
+    }
+
+    @Test func removeEverywhere() async throws {
+        try await withDrivers { drivers in
+            try await drivers[0].set(key: "r", value: "gone soon", expires: nil)
+            try await drivers[1].remove(key: "r")
+            #expect(try await drivers[0].get(key: "r", as: String.self) == nil)
+            #expect(try await drivers[1].get(key: "r", as: String.self) == nil)
+            // Removing a missing key is fine.
+            try await drivers[0].remove(key: "never-there")
+        }
+    }
+
+    @Test func missingKeyIsNil() async throws {
+        try await withDrivers { drivers in
+            #expect(try await drivers[0].get(key: "nope", as: String.self) == nil)
+            #expect(try await drivers[0].getWithTTL(key: "nope", as: String.self) == nil)
+        }
+    }
+}

@@ -335,8 +335,9 @@ public enum TransportConformance {
             let live = nodes[1].member
             let alive = try await step("probe of a live member") { await prober.probe(live, timeout: .seconds(5)) }
             try expect(alive == .alive, "probe of a live member", "probing \(live) answered \(alive), expected alive")
-            var impostor = live
-            impostor.id = .random()
+            var impostorRecord = live
+            impostorRecord.id = .random()
+            let impostor = impostorRecord
             let other = try await step("probe of another incarnation") { await prober.probe(impostor, timeout: .seconds(5)) }
             try expect(other == .refused, "probe of another incarnation", "probing a member id that does not live at \(live.endpoint) answered \(other), expected refused")
         }
@@ -509,10 +510,12 @@ final class DeadlineGate<T: Sendable>: Sendable {
     @discardableResult
     func finish(_ outcome: DeadlineOutcome<T>) -> Bool {
         let continuation: CheckedContinuation<DeadlineOutcome<T>, Never>? = state.withLockedValue {
-            guard !$0.done else { return nil }
-            $0.done = true
-            defer { $0.continuation = nil }
-            return $0.continuation
+            state in
+            guard !state.done else { return nil }
+            state.done = true
+            let pending = state.continuation
+            state.continuation = nil
+            return pending
         }
         guard let continuation else { return false }
         continuation.resume(returning: outcome)

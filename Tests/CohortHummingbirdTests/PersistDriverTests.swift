@@ -121,8 +121,10 @@ struct PersistDriverTests {
 
     @Test func missingKeyIsNil() async throws {
         try await withDrivers { drivers in
-            #expect(try await drivers[0].get(key: "nope", as: String.self) == nil)
-            #expect(try await drivers[0].getWithTTL(key: "nope", as: String.self) == nil)
+            let value = try await drivers[0].get(key: "nope", as: String.self)
+            #expect(value == nil)
+            let withTTL = try await drivers[0].getWithTTL(key: "nope", as: String.self)
+            #expect(withTTL == nil)
         }
     }
 }

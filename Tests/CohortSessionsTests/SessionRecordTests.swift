@@ -99,11 +99,13 @@ import Testing
         _ = left.apply(setDelta("a", "1", counter: 2, access: 2_000))
         _ = right.apply(setDelta("b", "2", counter: 3, origin: Self.b, access: 1_500))
         var leftMerged = left
-        #expect(leftMerged.merge(right))
+        let leftChanged = leftMerged.merge(right)
         var rightMerged = right
-        #expect(rightMerged.merge(left))
+        let rightChanged = rightMerged.merge(left)
+        #expect(leftChanged && rightChanged)
         #expect(leftMerged == rightMerged)
-        #expect(!leftMerged.merge(right))
+        let again = leftMerged.merge(right)
+        #expect(!again)
         #expect(leftMerged.liveAttributes.count == 2)
         #expect(leftMerged.lastAccessedTime == 2_000)
     }

@@ -35,7 +35,7 @@ public struct BinaryCodec: MessageCodec {
         swap(&writer.buffer, &buffer)
         defer { swap(&writer.buffer, &buffer) }
         do {
-            try writer.encode(value, level: 0, codingPath: [])
+            try writer.encode(value, level: 0, path: .root)
             try writer.finish()
         } catch {
             writer.buffer.moveWriterIndex(to: start)
@@ -53,7 +53,7 @@ public struct BinaryCodec: MessageCodec {
         do {
             // Check the whole value first: bounds, depth, tags. Decoding then only meets type errors.
             let end = try reader.skip(at: reader.start, depth: 0)
-            let value = try reader.decode(Value.self, at: reader.start, depth: 0, [])
+            let value = try reader.decode(Value.self, at: reader.start, depth: 0, .root)
             buffer.moveReaderIndex(to: end)
             return value
         } catch {

@@ -7,7 +7,8 @@ struct BinaryValueDecoder: Decoder {
     let index: Int
     /// How many containers enclose the value.
     let depth: Int
-    let codingPath: [any CodingKey]
+    let path: BinaryPath
+    var codingPath: [any CodingKey] { path.codingPath }
     var userInfo: [CodingUserInfoKey: Any] { [:] }
 
     func container<Key: CodingKey>(keyedBy type: Key.Type) throws -> KeyedDecodingContainer<Key> {
@@ -29,12 +30,13 @@ struct BinaryKeyedDecoder<Key: CodingKey>: KeyedDecodingContainerProtocol {
     let reader: BinaryReader
     let depth: Int
     let codingPath: [any CodingKey]
-    /// The keys in input order with the index of each value.
-    private var entries: [(key: BinaryKey, index: Int)] = []
-    /// For larger maps, the same as a dictionary.
+    /// The keys where they are in the input, in input order, with the index of each value.
+    private var entries: [(key: BinaryRawKey, index: Int)] = []
+    /// For larger maps, the keys read into a dictionary.
     private var table: [BinaryKey: Int]?
 
-    /// Maps with more entries than this get a hash table; smaller ones are searched in order.
+    /// Maps with more entries than this get a hash table; smaller ones are searched in order,
+    /// comparing bytes in place.
     private static var linearSearchLimit: Int { 12 }
 
     init(reader: BinaryReader, index: Int, depth: Int, codingPath: [any CodingKey]) throws {
@@ -42,47 +44,63 @@ struct BinaryKeyedDecoder<Key: CodingKey>: KeyedDecodingContainerProtocol {
         self.depth = depth
         self.codingPath = codingPath
         let tag = try reader.tag(at: index)
-        guard tag == .map || tag == .map8 else { throw reader.mismatch([String: Any].self, found: tag, codingPath) }
+        guard tag == .map || tag == .map8 else { throw reader.mismatch([String: Any].self, found: tag, BinaryPath(base: codingPath, key: nil)) }
         try reader.checkDepth(depth, at: index)
         var (count, position) = try reader.count(of: tag, at: index)
-        entries.reserveCapacity(count)
-        var table: [BinaryKey: Int] = [:]
         let hashed = count > Self.linearSearchLimit
+        var table: [BinaryKey: Int] = [:]
+        entries.reserveCapacity(count)
         while count > 0 {
-            let (key, valueIndex) = try reader.key(at: position)
+            let (key, valueIndex) = try reader.rawKey(at: position)
+            if case .string(let start, let length) = key, !reader.isValidUTF8(at: start, length: length) {
+                throw reader.malformed("a key is not valid UTF-8", at: start)
+            }
             position = try reader.skip(at: valueIndex, depth: depth + 1)
             count -= 1
             if hashed {
-                if table[key] != nil { continue }
-                table[key] = valueIndex
-            } else if entries.contains(where: { $0.key == key }) {
-                continue
+                let text = try reader.key(key)
+                if table[text] != nil { continue }
+                table[text] = valueIndex
             }
             entries.append((key, valueIndex))
         }
         self.table = hashed ? table : nil
     }
 
-    private func find(_ key: BinaryKey) -> Int? {
-        if let table { return table[key] }
-        return entries.first(where: { $0.key == key })?.index
+    private func find(_ number: Int) -> Int? {
+        if let table { return table[.int(number)] }
+        for entry in entries {
+            if case .int(let candidate) = entry.key, candidate == number { return entry.index }
+        }
+        return nil
+    }
+
+    private func find(_ text: String) -> Int? {
+        if let table { return table[.string(text)] }
+        for entry in entries {
+            if case .string(let start, let length) = entry.key, reader.bytes(at: start, length: length, equal: text) {
+                return entry.index
+            }
+        }
+        return nil
     }
 
     /// Where the value for `key` is: looked up the way the key would have been written first.
     private func lookup(_ key: some CodingKey) -> Int? {
         if let number = BinaryFormat.integerKey(key) {
-            return find(.int(number)) ?? find(.string(key.stringValue))
+            return find(number) ?? find(key.stringValue)
         }
-        if let found = find(.string(key.stringValue)) { return found }
-        return key.intValue.flatMap { find(.int($0)) }
+        if let found = find(key.stringValue) { return found }
+        return key.intValue.flatMap { find($0) }
     }
 
     private func require(_ key: some CodingKey) throws -> Int {
         guard let index = lookup(key) else {
             let present = entries.prefix(20).map { entry -> String in
-                switch entry.key {
+                switch try? reader.key(entry.key) {
                 case .string(let text): return "'\(text)'"
                 case .int(let number): return String(number)
+                case nil: return "?"
                 }
             }
             throw DecodingError.keyNotFound(
@@ -96,11 +114,14 @@ struct BinaryKeyedDecoder<Key: CodingKey>: KeyedDecodingContainerProtocol {
         return index
     }
 
+    private func path(_ key: Key) -> BinaryPath { BinaryPath(base: codingPath, key: key) }
+
     var allKeys: [Key] {
         entries.compactMap { entry in
-            switch entry.key {
+            switch try? reader.key(entry.key) {
             case .string(let text): return Key(stringValue: text)
             case .int(let number): return Key(intValue: number) ?? Key(stringValue: String(number))
+            case nil: return nil
             }
         }
     }
@@ -108,10 +129,10 @@ struct BinaryKeyedDecoder<Key: CodingKey>: KeyedDecodingContainerProtocol {
     func contains(_ key: Key) -> Bool { lookup(key) != nil }
 
     func decodeNil(forKey key: Key) throws -> Bool { try reader.tag(at: require(key)) == .null }
-    func decode(_ type: Bool.Type, forKey key: Key) throws -> Bool { try reader.readBool(at: require(key), codingPath + [key]) }
-    func decode(_ type: String.Type, forKey key: Key) throws -> String { try reader.readString(at: require(key), codingPath + [key]) }
-    func decode(_ type: Double.Type, forKey key: Key) throws -> Double { try reader.readDouble(at: require(key), codingPath + [key]) }
-    func decode(_ type: Float.Type, forKey key: Key) throws -> Float { try reader.readFloat(at: require(key), codingPath + [key]) }
+    func decode(_ type: Bool.Type, forKey key: Key) throws -> Bool { try reader.readBool(at: require(key), path(key)) }
+    func decode(_ type: String.Type, forKey key: Key) throws -> String { try reader.readString(at: require(key), path(key)) }
+    func decode(_ type: Double.Type, forKey key: Key) throws -> Double { try reader.readDouble(at: require(key), path(key)) }
+    func decode(_ type: Float.Type, forKey key: Key) throws -> Float { try reader.readFloat(at: require(key), path(key)) }
     func decode(_ type: Int.Type, forKey key: Key) throws -> Int { try integer(key) }
     func decode(_ type: Int8.Type, forKey key: Key) throws -> Int8 { try integer(key) }
     func decode(_ type: Int16.Type, forKey key: Key) throws -> Int16 { try integer(key) }
@@ -124,16 +145,16 @@ struct BinaryKeyedDecoder<Key: CodingKey>: KeyedDecodingContainerProtocol {
     func decode(_ type: UInt64.Type, forKey key: Key) throws -> UInt64 { try integer(key) }
 
     private func integer<T: FixedWidthInteger>(_ key: Key) throws -> T {
-        try reader.readInteger(T.self, at: require(key), codingPath + [key])
+        try reader.readInteger(T.self, at: require(key), path(key))
     }
 
     func decode<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T {
-        try reader.decode(T.self, at: require(key), depth: depth + 1, codingPath + [key])
+        try reader.decode(T.self, at: require(key), depth: depth + 1, path(key))
     }
 
     func decodeIfPresent<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T? {
         guard let index = lookup(key), try reader.tag(at: index) != .null else { return nil }
-        return try reader.decode(T.self, at: index, depth: depth + 1, codingPath + [key])
+        return try reader.decode(T.self, at: index, depth: depth + 1, path(key))
     }
 
     func nestedContainer<NestedKey: CodingKey>(
@@ -150,11 +171,11 @@ struct BinaryKeyedDecoder<Key: CodingKey>: KeyedDecodingContainerProtocol {
     }
 
     func superDecoder() throws -> any Decoder {
-        BinaryValueDecoder(reader: reader, index: try require(BinaryIndexKey.super), depth: depth + 1, codingPath: codingPath + [BinaryIndexKey.super])
+        BinaryValueDecoder(reader: reader, index: try require(BinaryIndexKey.super), depth: depth + 1, path: BinaryPath(base: codingPath, key: BinaryIndexKey.super))
     }
 
     func superDecoder(forKey key: Key) throws -> any Decoder {
-        BinaryValueDecoder(reader: reader, index: try require(key), depth: depth + 1, codingPath: codingPath + [key])
+        BinaryValueDecoder(reader: reader, index: try require(key), depth: depth + 1, path: path(key))
     }
 }
 
@@ -176,7 +197,7 @@ struct BinaryUnkeyedDecoder: UnkeyedDecodingContainer {
         self.depth = depth
         self.codingPath = codingPath
         let tag = try reader.tag(at: index)
-        guard tag == .array || tag == .array8 else { throw reader.mismatch([Any].self, found: tag, codingPath) }
+        guard tag == .array || tag == .array8 else { throw reader.mismatch([Any].self, found: tag, BinaryPath(base: codingPath, key: nil)) }
         try reader.checkDepth(depth, at: index)
         (total, position) = try reader.count(of: tag, at: index)
     }
@@ -184,14 +205,14 @@ struct BinaryUnkeyedDecoder: UnkeyedDecodingContainer {
     /// Reads the next element with `body` (handed a decoder for it) and moves past it; on
     /// failure the position does not move, so the caller may try another type.
     private mutating func next<T>(_ type: T.Type, _ body: (BinaryValueDecoder) throws -> T) throws -> T {
-        let path = codingPath + [BinaryIndexKey(index: currentIndex)]
+        let path = BinaryPath(base: codingPath, key: BinaryIndexKey(index: currentIndex))
         guard !isAtEnd else {
             throw DecodingError.valueNotFound(
                 T.self,
-                DecodingError.Context(codingPath: path, debugDescription: "the array has only \(total) elements")
+                DecodingError.Context(codingPath: path.codingPath, debugDescription: "the array has only \(total) elements")
             )
         }
-        let element = BinaryValueDecoder(reader: reader, index: position, depth: depth + 1, codingPath: path)
+        let element = BinaryValueDecoder(reader: reader, index: position, depth: depth + 1, path: path)
         let value = try body(element)
         position = try reader.skip(at: position, depth: depth + 1)
         currentIndex += 1
@@ -205,10 +226,10 @@ struct BinaryUnkeyedDecoder: UnkeyedDecodingContainer {
         return true
     }
 
-    mutating func decode(_ type: Bool.Type) throws -> Bool { try next(type) { try $0.reader.readBool(at: $0.index, $0.codingPath) } }
-    mutating func decode(_ type: String.Type) throws -> String { try next(type) { try $0.reader.readString(at: $0.index, $0.codingPath) } }
-    mutating func decode(_ type: Double.Type) throws -> Double { try next(type) { try $0.reader.readDouble(at: $0.index, $0.codingPath) } }
-    mutating func decode(_ type: Float.Type) throws -> Float { try next(type) { try $0.reader.readFloat(at: $0.index, $0.codingPath) } }
+    mutating func decode(_ type: Bool.Type) throws -> Bool { try next(type) { try $0.reader.readBool(at: $0.index, $0.path) } }
+    mutating func decode(_ type: String.Type) throws -> String { try next(type) { try $0.reader.readString(at: $0.index, $0.path) } }
+    mutating func decode(_ type: Double.Type) throws -> Double { try next(type) { try $0.reader.readDouble(at: $0.index, $0.path) } }
+    mutating func decode(_ type: Float.Type) throws -> Float { try next(type) { try $0.reader.readFloat(at: $0.index, $0.path) } }
     mutating func decode(_ type: Int.Type) throws -> Int { try integer() }
     mutating func decode(_ type: Int8.Type) throws -> Int8 { try integer() }
     mutating func decode(_ type: Int16.Type) throws -> Int16 { try integer() }
@@ -221,12 +242,12 @@ struct BinaryUnkeyedDecoder: UnkeyedDecodingContainer {
     mutating func decode(_ type: UInt64.Type) throws -> UInt64 { try integer() }
 
     private mutating func integer<T: FixedWidthInteger>() throws -> T {
-        try next(T.self) { try $0.reader.readInteger(T.self, at: $0.index, $0.codingPath) }
+        try next(T.self) { try $0.reader.readInteger(T.self, at: $0.index, $0.path) }
     }
 
     mutating func decode<T: Decodable>(_ type: T.Type) throws -> T {
         // The element's own decoder: the element is one level deeper than the array's depth.
-        try next(type) { try $0.reader.decode(T.self, at: $0.index, depth: $0.depth, $0.codingPath) }
+        try next(type) { try $0.reader.decode(T.self, at: $0.index, depth: $0.depth, $0.path) }
     }
 
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type) throws -> KeyedDecodingContainer<NestedKey> {
@@ -250,22 +271,22 @@ struct BinarySingleValueDecoder: SingleValueDecodingContainer {
     private var index: Int { decoder.index }
 
     func decodeNil() -> Bool { (try? reader.tag(at: index)) == .null }
-    func decode(_ type: Bool.Type) throws -> Bool { try reader.readBool(at: index, codingPath) }
-    func decode(_ type: String.Type) throws -> String { try reader.readString(at: index, codingPath) }
-    func decode(_ type: Double.Type) throws -> Double { try reader.readDouble(at: index, codingPath) }
-    func decode(_ type: Float.Type) throws -> Float { try reader.readFloat(at: index, codingPath) }
-    func decode(_ type: Int.Type) throws -> Int { try reader.readInteger(type, at: index, codingPath) }
-    func decode(_ type: Int8.Type) throws -> Int8 { try reader.readInteger(type, at: index, codingPath) }
-    func decode(_ type: Int16.Type) throws -> Int16 { try reader.readInteger(type, at: index, codingPath) }
-    func decode(_ type: Int32.Type) throws -> Int32 { try reader.readInteger(type, at: index, codingPath) }
-    func decode(_ type: Int64.Type) throws -> Int64 { try reader.readInteger(type, at: index, codingPath) }
-    func decode(_ type: UInt.Type) throws -> UInt { try reader.readInteger(type, at: index, codingPath) }
-    func decode(_ type: UInt8.Type) throws -> UInt8 { try reader.readInteger(type, at: index, codingPath) }
-    func decode(_ type: UInt16.Type) throws -> UInt16 { try reader.readInteger(type, at: index, codingPath) }
-    func decode(_ type: UInt32.Type) throws -> UInt32 { try reader.readInteger(type, at: index, codingPath) }
-    func decode(_ type: UInt64.Type) throws -> UInt64 { try reader.readInteger(type, at: index, codingPath) }
+    func decode(_ type: Bool.Type) throws -> Bool { try reader.readBool(at: index, decoder.path) }
+    func decode(_ type: String.Type) throws -> String { try reader.readString(at: index, decoder.path) }
+    func decode(_ type: Double.Type) throws -> Double { try reader.readDouble(at: index, decoder.path) }
+    func decode(_ type: Float.Type) throws -> Float { try reader.readFloat(at: index, decoder.path) }
+    func decode(_ type: Int.Type) throws -> Int { try reader.readInteger(type, at: index, decoder.path) }
+    func decode(_ type: Int8.Type) throws -> Int8 { try reader.readInteger(type, at: index, decoder.path) }
+    func decode(_ type: Int16.Type) throws -> Int16 { try reader.readInteger(type, at: index, decoder.path) }
+    func decode(_ type: Int32.Type) throws -> Int32 { try reader.readInteger(type, at: index, decoder.path) }
+    func decode(_ type: Int64.Type) throws -> Int64 { try reader.readInteger(type, at: index, decoder.path) }
+    func decode(_ type: UInt.Type) throws -> UInt { try reader.readInteger(type, at: index, decoder.path) }
+    func decode(_ type: UInt8.Type) throws -> UInt8 { try reader.readInteger(type, at: index, decoder.path) }
+    func decode(_ type: UInt16.Type) throws -> UInt16 { try reader.readInteger(type, at: index, decoder.path) }
+    func decode(_ type: UInt32.Type) throws -> UInt32 { try reader.readInteger(type, at: index, decoder.path) }
+    func decode(_ type: UInt64.Type) throws -> UInt64 { try reader.readInteger(type, at: index, decoder.path) }
 
     func decode<T: Decodable>(_ type: T.Type) throws -> T {
-        try reader.decode(T.self, at: index, depth: decoder.depth, codingPath)
+        try reader.decode(T.self, at: index, depth: decoder.depth, decoder.path)
     }
 }

@@ -31,7 +31,7 @@ protocol BinaryDirectEncodable {
 protocol BinaryDirectDecodable {
     /// The value at `index`, or nil to fall back to `init(from:)` (a bytes type finding
     /// something other than `bytes`).
-    static func readBinary(from reader: BinaryReader, at index: Int, _ codingPath: [any CodingKey]) throws -> Self?
+    static func readBinary(from reader: BinaryReader, at index: Int, _ path: BinaryPath) throws -> Self?
 }
 
 extension BinaryWriter {
@@ -52,15 +52,15 @@ extension BinaryWriter {
 
 extension BinaryReader {
     /// Decodes any value at `index`, enclosed by `depth` containers.
-    func decode<Value: Decodable>(_ type: Value.Type, at index: Int, depth: Int, _ codingPath: [any CodingKey]) throws -> Value {
+    func decode<Value: Decodable>(_ type: Value.Type, at index: Int, depth: Int, _ path: BinaryPath) throws -> Value {
         if let direct = Value.self as? any BinaryDirectDecodable.Type {
-            if let value = try direct.readBinary(from: self, at: index, codingPath) {
-                if let typed = value as? Value { return typed }
+            if let value = try direct.readBinary(from: self, at: index, path), let typed = value as? Value {
+                return typed
             }
         } else if let wrapping = Value.self as? any ByteBufferWrapping.Type, let bytes = try readBytes(at: index) {
             if let typed = try wrapping.init(byteBuffer: bytes) as? Value { return typed }
         }
-        return try Value(from: BinaryValueDecoder(reader: self, index: index, depth: depth, codingPath: codingPath))
+        return try Value(from: BinaryValueDecoder(reader: self, index: index, depth: depth, path: path))
     }
 }
 
@@ -69,8 +69,8 @@ protocol BinarySignedDirect: BinaryDirectEncodable, BinaryDirectDecodable, Fixed
 
 extension BinarySignedDirect {
     func writeBinary(to writer: BinaryWriter) { writer.writeSigned(Int64(self)) }
-    static func readBinary(from reader: BinaryReader, at index: Int, _ codingPath: [any CodingKey]) throws -> Self? {
-        try reader.readInteger(Self.self, at: index, codingPath)
+    static func readBinary(from reader: BinaryReader, at index: Int, _ path: BinaryPath) throws -> Self? {
+        try reader.readInteger(Self.self, at: index, path)
     }
 }
 
@@ -79,8 +79,8 @@ protocol BinaryUnsignedDirect: BinaryDirectEncodable, BinaryDirectDecodable, Fix
 
 extension BinaryUnsignedDirect {
     func writeBinary(to writer: BinaryWriter) { writer.writeUnsigned(UInt64(self)) }
-    static func readBinary(from reader: BinaryReader, at index: Int, _ codingPath: [any CodingKey]) throws -> Self? {
-        try reader.readInteger(Self.self, at: index, codingPath)
+    static func readBinary(from reader: BinaryReader, at index: Int, _ path: BinaryPath) throws -> Self? {
+        try reader.readInteger(Self.self, at: index, path)
     }
 }
 
@@ -97,49 +97,49 @@ extension UInt64: BinaryUnsignedDirect {}
 
 extension Bool: BinaryDirectEncodable, BinaryDirectDecodable {
     func writeBinary(to writer: BinaryWriter) { writer.writeBool(self) }
-    static func readBinary(from reader: BinaryReader, at index: Int, _ codingPath: [any CodingKey]) throws -> Bool? {
-        try reader.readBool(at: index, codingPath)
+    static func readBinary(from reader: BinaryReader, at index: Int, _ path: BinaryPath) throws -> Bool? {
+        try reader.readBool(at: index, path)
     }
 }
 
 extension String: BinaryDirectEncodable, BinaryDirectDecodable {
     func writeBinary(to writer: BinaryWriter) { writer.writeString(self) }
-    static func readBinary(from reader: BinaryReader, at index: Int, _ codingPath: [any CodingKey]) throws -> String? {
-        try reader.readString(at: index, codingPath)
+    static func readBinary(from reader: BinaryReader, at index: Int, _ path: BinaryPath) throws -> String? {
+        try reader.readString(at: index, path)
     }
 }
 
 extension Double: BinaryDirectEncodable, BinaryDirectDecodable {
     func writeBinary(to writer: BinaryWriter) { writer.writeDouble(self) }
-    static func readBinary(from reader: BinaryReader, at index: Int, _ codingPath: [any CodingKey]) throws -> Double? {
-        try reader.readDouble(at: index, codingPath)
+    static func readBinary(from reader: BinaryReader, at index: Int, _ path: BinaryPath) throws -> Double? {
+        try reader.readDouble(at: index, path)
     }
 }
 
 extension Float: BinaryDirectEncodable, BinaryDirectDecodable {
     func writeBinary(to writer: BinaryWriter) { writer.writeFloat(self) }
-    static func readBinary(from reader: BinaryReader, at index: Int, _ codingPath: [any CodingKey]) throws -> Float? {
-        try reader.readFloat(at: index, codingPath)
+    static func readBinary(from reader: BinaryReader, at index: Int, _ path: BinaryPath) throws -> Float? {
+        try reader.readFloat(at: index, path)
     }
 }
 
 extension Data: BinaryDirectEncodable, BinaryDirectDecodable {
     func writeBinary(to writer: BinaryWriter) { writer.writeBytes(self) }
-    static func readBinary(from reader: BinaryReader, at index: Int, _ codingPath: [any CodingKey]) throws -> Data? {
+    static func readBinary(from reader: BinaryReader, at index: Int, _ path: BinaryPath) throws -> Data? {
         try reader.readBytes(at: index).map { Data($0.readableBytesView) }
     }
 }
 
 extension Array: BinaryDirectEncodable, BinaryDirectDecodable where Element == UInt8 {
     func writeBinary(to writer: BinaryWriter) { writer.writeBytes(self) }
-    static func readBinary(from reader: BinaryReader, at index: Int, _ codingPath: [any CodingKey]) throws -> [UInt8]? {
+    static func readBinary(from reader: BinaryReader, at index: Int, _ path: BinaryPath) throws -> [UInt8]? {
         try reader.readBytes(at: index).map { Array($0.readableBytesView) }
     }
 }
 
 extension ByteBuffer: BinaryDirectEncodable, BinaryDirectDecodable {
     func writeBinary(to writer: BinaryWriter) { writer.writeBytes(self) }
-    static func readBinary(from reader: BinaryReader, at index: Int, _ codingPath: [any CodingKey]) throws -> ByteBuffer? {
+    static func readBinary(from reader: BinaryReader, at index: Int, _ path: BinaryPath) throws -> ByteBuffer? {
         try reader.readBytes(at: index)
     }
 }

@@ -4,16 +4,17 @@ import CohortCore
 final class BinaryValueEncoder: Encoder {
     let writer: BinaryWriter
     let slot: BinaryFrame
-    let codingPath: [any CodingKey]
+    let path: BinaryPath
+    var codingPath: [any CodingKey] { path.codingPath }
     var userInfo: [CodingUserInfoKey: Any] { [:] }
     /// The container this value became, so that asking again (a class and its superclass sharing
     /// one encoder) continues the same container.
     private var opened: BinaryFrame?
 
-    init(writer: BinaryWriter, slot: BinaryFrame, codingPath: [any CodingKey]) {
+    init(writer: BinaryWriter, slot: BinaryFrame, path: BinaryPath) {
         self.writer = writer
         self.slot = slot
-        self.codingPath = codingPath
+        self.path = path
     }
 
     func container<Key: CodingKey>(keyedBy type: Key.Type) -> KeyedEncodingContainer<Key> {
@@ -71,7 +72,7 @@ struct BinaryKeyedEncoder<Key: CodingKey>: KeyedEncodingContainerProtocol {
 
     mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws {
         try begin(key)
-        try writer.encode(value, level: frame.level + 1, codingPath: codingPath + [key])
+        try writer.encode(value, level: frame.level + 1, path: BinaryPath(base: codingPath, key: key))
     }
 
     mutating func nestedContainer<NestedKey: CodingKey>(
@@ -97,14 +98,14 @@ struct BinaryKeyedEncoder<Key: CodingKey>: KeyedEncodingContainerProtocol {
     }
 
     private func superEncoder(key: some CodingKey) -> any Encoder {
-        let path = codingPath + [key]
+        let path = BinaryPath(base: codingPath, key: key)
         do {
-            try writer.beginElement(of: frame, codingPath: path)
+            try writer.beginElement(of: frame, codingPath: path.codingPath)
             writer.writeKey(key)
-            return BinaryValueEncoder(writer: writer, slot: writer.openSlot(level: frame.level + 1), codingPath: path)
+            return BinaryValueEncoder(writer: writer, slot: writer.openSlot(level: frame.level + 1), path: path)
         } catch {
             writer.fail(error)
-            return BinaryValueEncoder(writer: writer, slot: .dead(.slot), codingPath: path)
+            return BinaryValueEncoder(writer: writer, slot: .dead(.slot), path: path)
         }
     }
 
@@ -127,9 +128,9 @@ struct BinaryUnkeyedEncoder: UnkeyedEncodingContainer {
 
     var count: Int { Int(frame.count) }
 
-    private func begin() throws -> [any CodingKey] {
-        let path = codingPath + [BinaryIndexKey(index: count)]
-        try writer.beginElement(of: frame, codingPath: path)
+    private func begin() throws -> BinaryPath {
+        let path = BinaryPath(base: codingPath, key: BinaryIndexKey(index: count))
+        try writer.beginElement(of: frame, codingPath: path.codingPath)
         return path
     }
 
@@ -151,7 +152,7 @@ struct BinaryUnkeyedEncoder: UnkeyedEncodingContainer {
 
     mutating func encode<T: Encodable>(_ value: T) throws {
         let path = try begin()
-        try writer.encode(value, level: frame.level + 1, codingPath: path)
+        try writer.encode(value, level: frame.level + 1, path: path)
     }
 
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type) -> KeyedEncodingContainer<NestedKey> {
@@ -165,13 +166,13 @@ struct BinaryUnkeyedEncoder: UnkeyedEncodingContainer {
     }
 
     mutating func superEncoder() -> any Encoder {
-        let path = codingPath + [BinaryIndexKey(index: count)]
+        let path = BinaryPath(base: codingPath, key: BinaryIndexKey(index: count))
         do {
-            try writer.beginElement(of: frame, codingPath: path)
-            return BinaryValueEncoder(writer: writer, slot: writer.openSlot(level: frame.level + 1), codingPath: path)
+            try writer.beginElement(of: frame, codingPath: path.codingPath)
+            return BinaryValueEncoder(writer: writer, slot: writer.openSlot(level: frame.level + 1), path: path)
         } catch {
             writer.fail(error)
-            return BinaryValueEncoder(writer: writer, slot: .dead(.slot), codingPath: path)
+            return BinaryValueEncoder(writer: writer, slot: .dead(.slot), path: path)
         }
     }
 

@@ -117,19 +117,37 @@ enum BinaryFormat {
     }
 }
 
-/// A coding key for positions in an array and for `super`.
+/// A coding path built only when it is asked for (errors, `codingPath`): the enclosing
+/// container's path and the key within it, so that reading or writing a field allocates nothing.
+struct BinaryPath {
+    /// The path of the enclosing container.
+    let base: [any CodingKey]
+    /// The key of the value within it; nil for the container itself.
+    let key: (any CodingKey)?
+
+    /// The root.
+    static let root = BinaryPath(base: [], key: nil)
+
+    /// The full path.
+    var codingPath: [any CodingKey] {
+        guard let key else { return base }
+        return base + [key]
+    }
+}
+
+/// A coding key for positions in an array and for `super`; the text is made only when asked.
 struct BinaryIndexKey: CodingKey {
-    let stringValue: String
-    let intValue: Int?
+    private let name: String?
+    private let index: Int
 
     init(index: Int) {
-        stringValue = "Index \(index)"
-        intValue = index
+        name = nil
+        self.index = index
     }
 
     init(name: String) {
-        stringValue = name
-        intValue = nil
+        self.name = name
+        index = 0
     }
 
     init?(stringValue: String) {
@@ -139,6 +157,9 @@ struct BinaryIndexKey: CodingKey {
     init?(intValue: Int) {
         self.init(index: intValue)
     }
+
+    var stringValue: String { name ?? "Index \(index)" }
+    var intValue: Int? { name == nil ? index : nil }
 
     /// The key `superEncoder()` and `superDecoder()` use.
     static let `super` = BinaryIndexKey(name: "super")

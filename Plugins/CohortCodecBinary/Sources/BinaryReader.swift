@@ -6,6 +6,12 @@ enum BinaryKey: Hashable {
     case int(Int)
 }
 
+/// A map key located in the input: an integer, or where a string key's UTF-8 is.
+enum BinaryRawKey {
+    case int(Int)
+    case string(start: Int, length: Int)
+}
+
 /// Bounds-checked reads of the binary format at absolute indexes of the input buffer.
 ///
 /// Nothing is copied: the reader keeps the caller's buffer (sharing its storage) and every
@@ -33,8 +39,8 @@ final class BinaryReader {
     }
 
     /// The error for a value of another type than the one asked for.
-    func mismatch(_ type: Any.Type, found tag: BinaryTag, _ codingPath: [any CodingKey]) -> DecodingError {
-        let context = DecodingError.Context(codingPath: codingPath, debugDescription: "expected \(type) but found \(tag)")
+    func mismatch(_ type: Any.Type, found tag: BinaryTag, _ path: BinaryPath) -> DecodingError {
+        let context = DecodingError.Context(codingPath: path.codingPath, debugDescription: "expected \(type) but found \(tag)")
         return tag == .null ? .valueNotFound(type, context) : .typeMismatch(type, context)
     }
 
@@ -144,7 +150,7 @@ final class BinaryReader {
             try checkDepth(depth, at: index)
             var (count, position) = try count(of: tag, at: index)
             while count > 0 {
-                position = try key(at: position).next
+                position = try rawKey(at: position).next
                 position = try skip(at: position, depth: depth + 1)
                 count -= 1
             }
@@ -159,8 +165,9 @@ final class BinaryReader {
         }
     }
 
-    /// A map key: a varint whose low bit tells an integer (odd) from a string length (even).
-    func key(at index: Int) throws -> (key: BinaryKey, next: Int) {
+    /// A map key as it is in the input: a varint whose low bit tells an integer (odd) from a
+    /// string length (even), the string's bytes not yet read.
+    func rawKey(at index: Int) throws -> (key: BinaryRawKey, next: Int) {
         let (header, next) = try varint(at: index)
         if header & 1 == 1 {
             guard let number = Int(exactly: BinaryFormat.unzigzag(header >> 1)) else {
@@ -172,39 +179,68 @@ final class BinaryReader {
         guard length <= UInt64(end - next) else {
             throw malformed("a key of \(length) bytes is more than the \(end - next) bytes left", at: index)
         }
-        let (text, after) = try utf8(at: next, length: Int(length))
-        return (.string(text), after)
+        return (.string(start: next, length: Int(length)), next + Int(length))
+    }
+
+    /// The text of a raw key.
+    func key(_ raw: BinaryRawKey) throws -> BinaryKey {
+        switch raw {
+        case .int(let number): return .int(number)
+        case .string(let start, let length): return .string(try utf8(at: start, length: length).0)
+        }
     }
 
     // MARK: Values
 
-    /// `length` bytes of UTF-8 at `index` (already checked to be readable).
-    private func utf8(at index: Int, length: Int) throws -> (String, next: Int) {
-        guard let view = buffer.viewBytes(at: index, length: length),
-            let text = String(validating: view, as: UTF8.self)
-        else {
+    /// `length` bytes of UTF-8 at `index` (already checked to be readable), validated.
+    func utf8(at index: Int, length: Int) throws -> (String, next: Int) {
+        guard isValidUTF8(at: index, length: length), let text = buffer.getString(at: index, length: length) else {
             throw malformed("a string is not valid UTF-8", at: index)
         }
         return (text, index + length)
     }
 
-    func readBool(at index: Int, _ codingPath: [any CodingKey]) throws -> Bool {
-        switch try tag(at: index) {
-        case .trueValue: return true
-        case .falseValue: return false
-        case let other: throw mismatch(Bool.self, found: other, codingPath)
+    /// Whether `length` bytes at `index` are well-formed UTF-8.
+    func isValidUTF8(at index: Int, length: Int) -> Bool {
+        buffer.withUnsafeReadableBytes { raw in
+            let offset = index - start
+            guard offset >= 0, length >= 0, length <= raw.count - offset else { return false }
+            return UTF8Check.isValid(UnsafeRawBufferPointer(rebasing: raw[offset..<offset + length]))
         }
     }
 
-    func readString(at index: Int, _ codingPath: [any CodingKey]) throws -> String {
+    /// Whether `length` bytes at `index` are the UTF-8 of `text`.
+    func bytes(at index: Int, length: Int, equal text: String) -> Bool {
+        guard text.utf8.count == length else { return false }
+        return buffer.withUnsafeReadableBytes { raw in
+            let offset = index - start
+            guard offset >= 0, length <= raw.count - offset else { return false }
+            var position = offset
+            for unit in text.utf8 {
+                guard raw[position] == unit else { return false }
+                position += 1
+            }
+            return true
+        }
+    }
+
+    func readBool(at index: Int, _ path: BinaryPath) throws -> Bool {
+        switch try tag(at: index) {
+        case .trueValue: return true
+        case .falseValue: return false
+        case let other: throw mismatch(Bool.self, found: other, path)
+        }
+    }
+
+    func readString(at index: Int, _ path: BinaryPath) throws -> String {
         let tag = try tag(at: index)
-        guard tag == .string else { throw mismatch(String.self, found: tag, codingPath) }
+        guard tag == .string else { throw mismatch(String.self, found: tag, path) }
         let (length, next) = try length(at: index + 1)
         return try utf8(at: next, length: length).0
     }
 
     /// Any integer type, from either integer tag, when the number fits.
-    func readInteger<T: FixedWidthInteger>(_ type: T.Type, at index: Int, _ codingPath: [any CodingKey]) throws -> T {
+    func readInteger<T: FixedWidthInteger>(_ type: T.Type, at index: Int, _ path: BinaryPath) throws -> T {
         let tag = try tag(at: index)
         let result: T?
         let number: String
@@ -218,21 +254,21 @@ final class BinaryReader {
             result = T(exactly: value)
             number = String(value)
         case .float32, .float64:
-            let value = try readDouble(at: index, codingPath)
+            let value = try readDouble(at: index, path)
             result = T(exactly: value)
             number = String(value)
         default:
-            throw mismatch(T.self, found: tag, codingPath)
+            throw mismatch(T.self, found: tag, path)
         }
         guard let result else {
             throw DecodingError.dataCorrupted(
-                DecodingError.Context(codingPath: codingPath, debugDescription: "the number \(number) does not fit in \(T.self)")
+                DecodingError.Context(codingPath: path.codingPath, debugDescription: "the number \(number) does not fit in \(T.self)")
             )
         }
         return result
     }
 
-    func readDouble(at index: Int, _ codingPath: [any CodingKey]) throws -> Double {
+    func readDouble(at index: Int, _ path: BinaryPath) throws -> Double {
         let tag = try tag(at: index)
         switch tag {
         case .float64:
@@ -246,21 +282,21 @@ final class BinaryReader {
         case .unsigned:
             return Double(try varint(at: index + 1).value)
         default:
-            throw mismatch(Double.self, found: tag, codingPath)
+            throw mismatch(Double.self, found: tag, path)
         }
     }
 
-    func readFloat(at index: Int, _ codingPath: [any CodingKey]) throws -> Float {
+    func readFloat(at index: Int, _ path: BinaryPath) throws -> Float {
         if try tag(at: index) == .float32 {
             _ = try need(4, at: index + 1)
             return Float(bitPattern: buffer.getInteger(at: index + 1, as: UInt32.self) ?? 0)
         }
         // A Double rounds to the nearest Float, as parsing decimal text would; only a value out
         // of Float's range is refused.
-        let value = try readDouble(at: index, codingPath)
+        let value = try readDouble(at: index, path)
         guard !value.isFinite || value.magnitude <= Double(Float.greatestFiniteMagnitude) else {
             throw DecodingError.dataCorrupted(
-                DecodingError.Context(codingPath: codingPath, debugDescription: "the number \(value) does not fit in Float")
+                DecodingError.Context(codingPath: path.codingPath, debugDescription: "the number \(value) does not fit in Float")
             )
         }
         return Float(value)

@@ -101,18 +101,19 @@ final class BinaryWriter {
     }
 
     /// Takes the slot for the value about to be written into it.
-    func claim(_ slot: BinaryFrame, codingPath: [any CodingKey]) throws {
+    func claim(_ slot: BinaryFrame, codingPath: @autoclosure () -> [any CodingKey]) throws {
         try check()
         guard isOpen(slot) else {
-            throw misuse("the value was already written, or a sibling was written after it", codingPath)
+            throw misuse("the value was already written, or a sibling was written after it", codingPath())
         }
         close(downTo: slot.level + 1)
         frames.removeLast()
     }
 
     /// Writes a container header at `level` and opens it.
-    func openContainer(_ kind: BinaryFrame.Kind, level: Int, codingPath: [any CodingKey]) throws -> BinaryFrame {
+    func openContainer(_ kind: BinaryFrame.Kind, level: Int, codingPath: @autoclosure () -> [any CodingKey]) throws -> BinaryFrame {
         guard level < BinaryFormat.maxDepth else {
+            let codingPath = codingPath()
             throw EncodingError.invalidValue(
                 codingPath.last?.stringValue ?? "root",
                 EncodingError.Context(
@@ -129,14 +130,14 @@ final class BinaryWriter {
     }
 
     /// Prepares the next element of an open container: closes deeper levels and counts it.
-    func beginElement(of frame: BinaryFrame, codingPath: [any CodingKey]) throws {
+    func beginElement(of frame: BinaryFrame, codingPath: @autoclosure () -> [any CodingKey]) throws {
         try check()
         guard isOpen(frame) else {
-            throw misuse("a container was written to after a sibling value had been written", codingPath)
+            throw misuse("a container was written to after a sibling value had been written", codingPath())
         }
         close(downTo: frame.level + 1)
         guard frame.count < UInt32.max else {
-            throw misuse("a container has more than \(UInt32.max) elements", codingPath)
+            throw misuse("a container has more than \(UInt32.max) elements", codingPath())
         }
         if frame.count == BinaryFormat.smallCountLimit, !frame.wide { widen(frame) }
         frame.count += 1
@@ -159,10 +160,10 @@ final class BinaryWriter {
     }
 
     /// Writes any value into the slot of an element just begun at `level`.
-    func encode<Value: Encodable>(_ value: Value, level: Int, codingPath: [any CodingKey]) throws {
+    func encode<Value: Encodable>(_ value: Value, level: Int, path: BinaryPath) throws {
         if writeDirect(value) { return }
         let slot = openSlot(level: level)
-        try value.encode(to: BinaryValueEncoder(writer: self, slot: slot, codingPath: codingPath))
+        try value.encode(to: BinaryValueEncoder(writer: self, slot: slot, path: path))
         try check()
         close(downTo: level)
     }

@@ -1,0 +1,147 @@
+import CohortHummingbird
+import CohortTestKit
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// Counts replication traffic leaving a node (every message through the chain).
+final class CountingInterceptor: Interceptor, Sendable {
+    let sent = NIOLockedValueBox(0)
+    var name: String { "counting" }
+    func send(_ message: OutboundMessage, to members: [Member], next: InterceptorNext) async -> SendReport {
+        sent.withLockedValue { $0 += 1 }
+        return await next.send(message, to: members)
+    }
+    var count: Int { sent.withLockedValue { $0 } }
+}
+
+/// N in-process nodes, each a ClusterNode + Hummingbird app on 127.0.0.1 (ports picked by the
+/// kernel), running the counter routes of the demo.
+final class HTTPCluster: @unchecked Sendable {
+    struct Node {
+        var node: ClusterNode
+        var port: Int
+        var counter: CountingInterceptor
+        var task: Task<Void, any Error>
+    }
+    private(set) var nodes: [Node] = []
+    let network = InMemoryNetwork()
+
+    static func start(count: Int, settle: Duration = .milliseconds(100), route: Bool = true) async throws -> HTTPCluster {
+        let cluster = HTTPCluster()
+        for i in 0..<count { try await cluster.add(index: i, settle: settle, route: route) }
+        for node in cluster.nodes {
+            guard await eventually(timeout: .seconds(10), { node.node.isReady && node.node.channel.view.members.count == cluster.nodes.count - 1 }) else {
+                throw CohortError(.timeout, "node \(node.node.channel.localMember.name) not ready")
+            }
+        }
+        return cluster
+    }
+
+    @discardableResult
+    func add(index i: Int, settle: Duration = .milliseconds(100), route: Bool = true) async throws -> Node {
+        let name = "node\(i + 1)"
+        let configuration = ClusterConfiguration(name: name, listen: Endpoint(host: "127.0.0.1", port: 0), members: nodes.map { $0.node.channel.localMember.endpoint })
+        var quiet = Logger(label: "test")
+        quiet.logLevel = .error
+        let counter = CountingInterceptor()
+        let channel = GroupChannel(
+            configuration: configuration,
+            transport: network.makeTransport(),
+            codec: BinaryCodec(),
+            discovery: StaticDiscovery(endpoints: configuration.members, interval: .milliseconds(100)),
+            logger: quiet,
+            interceptors: [counter]
+        )
+        var sessions = SessionManagerConfiguration(name: "web")
+        sessions.settleTime = settle
+        sessions.logger = quiet
+        let manager = try DeltaSessionManager(channel: channel, configuration: sessions)
+        let node = ClusterNode(channel: channel, sessions: manager, gracePeriod: .seconds(5))
+        let router = Router(context: ClusterRequestContext.self)
+        node.addAdminRoutes(to: router)
+        let routes = router.group().add(middleware: ClusterSessionMiddleware(manager: manager, route: route ? name : nil, ready: { node.isReady }))
+        routes.get("/counter") { _, context -> Response in
+            let count = try context.clusterSession.update(manager) { session in
+                let next = (try session.attribute("count", as: Int.self) ?? 0) + 1
+                try session.setAttribute("count", next)
+                return next
+            }
+            return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "\(count)")))
+        }
+        routes.get("/peek") { _, context -> Response in
+            let count = try context.clusterSession.session?.attribute("count", as: Int.self) ?? 0
+            return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "\(count)")))
+        }
+        routes.get("/logout") { _, context -> Response in
+            if var session = context.clusterSession.session {
+                session.invalidate()
+                context.clusterSession.session = session
+            }
+            return Response(status: .ok)
+        }
+        let port = NIOLockedValueBox(0)
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            services: [node],
+            onServerRunning: { channel in port.withLockedValue { $0 = channel.localAddress?.port ?? 0 } },
+            logger: quiet
+        )
+        let task = Task { try await app.runService(gracefulShutdownSignals: []) }
+        guard await eventually(timeout: .seconds(10), { port.withLockedValue { $0 } != 0 }) else {
+            task.cancel()
+            throw CohortError(.timeout, "HTTP server of \(name) did not start")
+        }
+        let entry = Node(node: node, port: port.withLockedValue { $0 }, counter: counter, task: task)
+        nodes.append(entry)
+        return entry
+    }
+
+    subscript(i: Int) -> Node { nodes[i] }
+
+    func kill(_ i: Int) {
+        network.kill(nodes[i].node.channel.localMember.endpoint)
+        nodes[i].task.cancel()
+    }
+
+    func stop() async {
+        for node in nodes { node.task.cancel() }
+        for node in nodes { _ = try? await node.task.value }
+    }
+}
+
+/// A client with one cookie jar.
+final class Browser: @unchecked Sendable {
+    private let lock = NSLock()
+    var cookie: String? {
+        get { lock.withLock { _cookie } }
+        set { lock.withLock { _cookie = newValue } }
+    }
+    private var _cookie: String?
+    private let session: URLSession = {
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.httpShouldSetCookies = false
+        configuration.timeoutIntervalForRequest = 10
+        return URLSession(configuration: configuration)
+    }()
+
+    struct Answer {
+        var status: Int
+        var body: String
+        var setCookie: String?
+    }
+
+    func get(_ port: Int, _ path: String) async throws -> Answer {
+        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
+        if let cookie { request.setValue(cookie, forHTTPHeaderField: "Cookie") }
+        let (data, response) = try await session.data(for: request)
+        let http = response as! HTTPURLResponse
+        let setCookie = http.value(forHTTPHeaderField: "Set-Cookie")
+        if let setCookie, let pair = setCookie.split(separator: ";").first {
+            cookie = String(pair)
+        }
+        return Answer(status: http.statusCode, body: String(decoding: data, as: UTF8.self), setCookie: setCookie)
+    }
+}

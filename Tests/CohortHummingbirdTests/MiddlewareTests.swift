@@ -1,0 +1,122 @@
+import CohortHummingbird
+import CohortTestKit
+import Foundation
+import Testing
+
+/// The session id in a `Set-Cookie` value `NAME=id.route; …`.
+func sessionID(_ setCookie: String) -> String {
+    let pair = setCookie.split(separator: ";").first.map(String.init) ?? ""
+    let value = pair.split(separator: "=", maxSplits: 1).last.map(String.init) ?? ""
+    return value.split(separator: ".").first.map(String.init) ?? ""
+}
+
+@Suite("ClusterSessionMiddleware and ClusterNode", .timeLimit(.minutes(2)), .serialized)
+struct MiddlewareTests {
+    @Test func countContinuesOnEveryNode() async throws {
+        let cluster = try await HTTPCluster.start(count: 3)
+        let browser = Browser()
+        #expect(try await browser.get(cluster[0].port, "/counter").body == "1")
+        #expect(try await browser.get(cluster[1].port, "/counter").body == "2")
+        #expect(try await browser.get(cluster[2].port, "/counter").body == "3")
+        #expect(try await browser.get(cluster[0].port, "/peek").body == "3")
+        await cluster.stop()
+    }
+
+    @Test func requestsThatChangeNothingSendNothing() async throws {
+        let cluster = try await HTTPCluster.start(count: 2)
+        let browser = Browser()
+        _ = try await browser.get(cluster[0].port, "/counter")
+        let before = cluster[0].counter.count
+        for _ in 0..<5 { #expect(try await browser.get(cluster[0].port, "/peek").status == 200) }
+        #expect(cluster[0].counter.count == before, "reads replicated something")
+        _ = try await browser.get(cluster[0].port, "/counter")
+        #expect(cluster[0].counter.count == before + 1, "one change must be exactly one replication message")
+        await cluster.stop()
+    }
+
+    @Test func routeIsRewrittenAfterFailover() async throws {
+        let cluster = try await HTTPCluster.start(count: 2)
+        let browser = Browser()
+        let first = try await browser.get(cluster[0].port, "/counter")
+        let cookie = try #require(first.setCookie)
+        #expect(cookie.contains(".node1"))
+        // Same node again: no new cookie.
+        #expect(try await browser.get(cluster[0].port, "/counter").setCookie == nil)
+        // The balancer sends us to node2 (node1 "failed"): the route is rewritten.
+        let moved = try await browser.get(cluster[1].port, "/counter")
+        #expect(moved.body == "3")
+        let rewritten = try #require(moved.setCookie)
+        #expect(rewritten.contains(".node2"))
+        #expect(sessionID(rewritten) == sessionID(cookie))
+        await cluster.stop()
+    }
+
+    @Test func invalidationExpiresTheCookieAndTheSessionEverywhere() async throws {
+        let cluster = try await HTTPCluster.start(count: 2)
+        let browser = Browser()
+        _ = try await browser.get(cluster[0].port, "/counter")
+        let logout = try await browser.get(cluster[1].port, "/logout")
+        #expect(logout.setCookie?.contains("Max-Age=0") == true)
+        browser.cookie = browser.cookie  // keep the old cookie: the session must be gone anyway
+        #expect(try await browser.get(cluster[0].port, "/peek").body == "0")
+        await cluster.stop()
+    }
+
+    @Test func notReadyUntilStateTransferIsDone() async throws {
+        let cluster = try await HTTPCluster.start(count: 1)
+        let browser = Browser()
+        for _ in 0..<3 { _ = try await browser.get(cluster[0].port, "/counter") }
+        // A joining node answers 503 on session routes and /ready until it has the sessions.
+        let joiner = try await cluster.add(index: 1, settle: .seconds(2))
+        let early = try await Browser().get(joiner.port, "/ready")
+        #expect(early.status == 503)
+        #expect(try await Browser().get(joiner.port, "/alive").status == 200)
+        #expect(await eventually(timeout: .seconds(10)) { joiner.node.isReady })
+        #expect(try await Browser().get(joiner.port, "/ready").status == 200)
+        #expect(try await browser.get(joiner.port, "/peek").body == "3")
+        await cluster.stop()
+    }
+
+    @Test func failoverUnderConcurrentClientsLosesNoAcknowledgedIncrement() async throws {
+        let cluster = try await HTTPCluster.start(count: 3)
+        let clients = 8
+        let browsers = (0..<clients).map { _ in Browser() }
+        let acknowledged = NIOLockedValueBox([Int](repeating: 0, count: clients))
+        // Everyone starts on node1, the node that will die.
+        for (i, browser) in browsers.enumerated() {
+            let answer = try await browser.get(cluster[0].port, "/counter")
+            #expect(answer.status == 200)
+            acknowledged.withLockedValue { $0[i] = Int(answer.body) ?? 0 }
+        }
+        let killed = NIOLockedValueBox(false)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (i, browser) in browsers.enumerated() {
+                group.addTask {
+                    for round in 0..<20 {
+                        // Round-robin over the nodes that are alive (the balancer's view).
+                        let dead = killed.withLockedValue { $0 }
+                        let candidates = dead ? [1, 2] : [0, 1, 2]
+                        let port = cluster[candidates[(i + round) % candidates.count]].port
+                        guard let answer = try? await browser.get(port, "/counter"), answer.status == 200, let n = Int(answer.body) else {
+                            continue  // not acknowledged: the client would retry
+                        }
+                        acknowledged.withLockedValue { $0[i] = max($0[i], n) }
+                    }
+                }
+            }
+            group.addTask {
+                _ = await eventually(timeout: .seconds(5)) { acknowledged.withLockedValue { $0.reduce(0, +) } > clients * 5 }
+                killed.withLockedValue { $0 = true }
+                cluster.kill(0)
+            }
+            try await group.waitForAll()
+        }
+        // Every acknowledged increment is still there, on both survivors.
+        for (i, browser) in browsers.enumerated() {
+            let expected = acknowledged.withLockedValue { $0[i] }
+            #expect(try await browser.get(cluster[1].port, "/peek").body == "\(expected)")
+            #expect(try await browser.get(cluster[2].port, "/peek").body == "\(expected)")
+        }
+        await cluster.stop()
+    }
+}

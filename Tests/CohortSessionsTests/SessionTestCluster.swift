@@ -1,0 +1,161 @@
+import Cohort
+import CohortSessions
+import CohortTestKit
+import Testing
+
+/// Nodes with a session manager each, over the in-memory network or loopback TCP, that can
+/// grow (a node joins later), lose a node (killed without a goodbye), and stop.
+///
+/// Channels run on the system clock (heartbeats, failure detection); managers run on one shared
+/// ``ManualClock`` so that expiry is driven by the test.
+final class SessionTestCluster: @unchecked Sendable {
+    enum Kind: Sendable {
+        case delta
+        case backup
+    }
+
+    struct Node {
+        var channel: GroupChannel
+        var manager: SessionManager
+        var tcp: TCPTransport?
+        var channelTask: Task<Void, any Error>
+        var managerTask: Task<Void, any Error>?
+        var alive = true
+    }
+
+    let kind: Kind
+    let network: InMemoryNetwork?
+    let clock = ManualClock()
+    let logs = LogCapture(level: .info)
+    private let lock = NIOLock()
+    private var _nodes: [Node] = []
+    let configure: @Sendable (Int, inout SessionManagerConfiguration) -> Void
+
+    var nodes: [Node] { lock.withLock { _nodes } }
+    subscript(index: Int) -> SessionManager { nodes[index].manager }
+    var managers: [SessionManager] { nodes.map(\.manager) }
+    var alive: [SessionManager] { nodes.filter(\.alive).map(\.manager) }
+
+    init(kind: Kind, tcp: Bool = false, configure: @escaping @Sendable (Int, inout SessionManagerConfiguration) -> Void = { _, _ in }) {
+        self.kind = kind
+        self.network = tcp ? nil : InMemoryNetwork()
+        self.configure = configure
+    }
+
+    /// Starts `count` nodes one after another, each ready before the next starts.
+    static func start(_ kind: Kind, nodes count: Int, tcp: Bool = false, configure: @escaping @Sendable (Int, inout SessionManagerConfiguration) -> Void = { _, _ in }) async throws -> SessionTestCluster {
+        let cluster = SessionTestCluster(kind: kind, tcp: tcp, configure: configure)
+        for _ in 0..<count {
+            let index = try await cluster.addNode()
+            try await cluster[index].waitUntilReady()
+        }
+        return cluster
+    }
+
+    /// Runs `body` on a started cluster and stops it afterwards (also when `body` throws).
+    static func with<T>(_ kind: Kind, nodes count: Int, tcp: Bool = false, configure: @escaping @Sendable (Int, inout SessionManagerConfiguration) -> Void = { _, _ in }, _ body: (SessionTestCluster) async throws -> T) async throws -> T {
+        let cluster = try await start(kind, nodes: count, tcp: tcp, configure: configure)
+        do {
+            let result = try await body(cluster)
+            await cluster.stop()
+            return result
+        } catch {
+            await cluster.stop()
+            print(cluster.logs.text)
+            throw error
+        }
+    }
+
+    /// Adds a node whose channel knows every live node; waits until the channel sees them all,
+    /// then starts its manager (not waiting for it to be ready).
+    @discardableResult
+    func addNode(startManager: Bool = true) async throws -> Int {
+        let index = nodes.count
+        let endpoints = nodes.filter(\.alive).map { $0.channel.localMember.endpoint }
+        var configuration = ClusterConfiguration(name: "node\(index + 1)", listen: Endpoint(host: "127.0.0.1", port: 0), members: endpoints)
+        configuration.sendTimeout = .seconds(5)
+        let tcp: TCPTransport? = network == nil ? TCPTransport(settings: configuration.wire) : nil
+        let transport: any Transport = tcp ?? network!.makeTransport()
+        var quiet = Logger(label: "cohort")
+        quiet.logLevel = .error
+        let channel = GroupChannel(
+            configuration: configuration, transport: transport, codec: BinaryCodec(), codecs: [BinaryCodec(), JSONCodec()],
+            discovery: StaticDiscovery(endpoints: endpoints, interval: .milliseconds(100)), logger: quiet
+        )
+        let channelTask = Task { try await channel.run() }
+        _ = try await channel.waitUntilRunning()
+        let expected = endpoints.count
+        let meshed = await eventually(timeout: .seconds(10)) {
+            channel.view.members.count >= expected
+        }
+        guard meshed else { throw CohortError(.timeout, "node\(index + 1) did not see its \(expected) members: \(channel.view)") }
+        var settings = SessionManagerConfiguration(name: "app")
+        settings.clock = clock
+        settings.settleTime = .zero
+        settings.expiryCheckInterval = .seconds(1)
+        settings.logger = logs.logger("sessions")
+        configure(index, &settings)
+        let manager: SessionManager = kind == .delta
+            ? try DeltaSessionManager(channel: channel, configuration: settings)
+            : try makeBackupManager(channel, settings)
+        let node = Node(channel: channel, manager: manager, tcp: tcp, channelTask: channelTask)
+        lock.withLock { _nodes.append(node) }
+        if startManager { self.startManager(index) }
+        return index
+    }
+
+    /// Starts a node's manager.
+    func startManager(_ index: Int) {
+        let manager = nodes[index].manager
+        let task = Task { try await manager.run() }
+        lock.withLock { _nodes[index].managerTask = task }
+    }
+
+    /// Kills a node: no goodbye; its peers see the connections break and their failure
+    /// detectors remove it.
+    func kill(_ index: Int) async {
+        let node = nodes[index]
+        lock.withLock { _nodes[index].alive = false }
+        if let network {
+            network.kill(node.channel.localMember.endpoint)
+        } else {
+            await node.tcp?.shutdown()
+        }
+        node.manager.shutdown()
+        _ = try? await node.managerTask?.value
+        node.channel.shutdown()
+        _ = try? await node.channelTask.value
+    }
+
+    /// Waits until every live node's channel no longer sees the killed ones.
+    func waitForViews(timeout: Duration = .seconds(15)) async throws {
+        let live = nodes.filter(\.alive)
+        let ok = await eventually(timeout: timeout) {
+            live.allSatisfy { $0.channel.view.members.count == live.count - 1 }
+        }
+        if !ok { throw CohortError(.timeout, "views did not settle: \(live.map { "\($0.channel.view)" })") }
+    }
+
+    /// Stops every node gracefully.
+    func stop() async {
+        for node in nodes where node.alive { node.manager.shutdown() }
+        for node in nodes { _ = try? await node.managerTask?.value }
+        for node in nodes where node.alive { node.channel.shutdown() }
+        for node in nodes { _ = try? await node.channelTask.value }
+    }
+}
+
+/// Fails the test with a message unless `condition` becomes true within `timeout`.
+func expectEventually(
+    _ what: @autoclosure () -> String,
+    timeout: Duration = .seconds(10),
+    sourceLocation: SourceLocation = #_sourceLocation,
+    _ condition: () async throws -> Bool
+) async rethrows {
+    let ok = try await eventually(timeout: timeout, condition)
+    if !ok { Issue.record("timed out waiting for \(what())", sourceLocation: sourceLocation) }
+}
+
+func makeBackupManager(_ channel: GroupChannel, _ settings: SessionManagerConfiguration) throws -> SessionManager {
+    throw CohortError(.internal, "not yet")
+}

@@ -13,7 +13,7 @@ let swiftSettings: [SwiftSetting] = [
 
 /// Built-in plugins: each is a module linked into the default product, and also shipped as its own
 /// shared library (`lib<Name>Plugin.so`) that `cohort node --plugin` can load.
-let builtInPlugins = ["CohortTransportTCP", "CohortCodecBinary", "CohortCodecJSON", "CohortDiscoveryStatic"]
+let builtInPlugins = ["CohortTransportTCP", "CohortCodecBinary", "CohortCodecJSON", "CohortDiscoveryStatic", "CohortDiscoveryKubernetes", "CohortDiscoveryDNS", "CohortDiscoveryMulticast"]
 
 let package = Package(
     name: "cohort",
@@ -73,6 +73,12 @@ let package = Package(
         .target(name: "CohortCodecBinary", dependencies: [core], path: "Plugins/CohortCodecBinary/Sources", swiftSettings: swiftSettings),
         .target(name: "CohortCodecJSON", dependencies: [core], path: "Plugins/CohortCodecJSON/Sources", swiftSettings: swiftSettings),
         .target(name: "CohortDiscoveryStatic", dependencies: [core], path: "Plugins/CohortDiscoveryStatic/Sources", swiftSettings: swiftSettings),
+        // Cloud discovery: the Kubernetes API (AsyncHTTPClient and NIOSSL come through the core's
+        // CohortHTTP module) and DNS (getaddrinfo on a dedicated thread).
+        .target(name: "CohortDiscoveryKubernetes", dependencies: [core], path: "Plugins/CohortDiscoveryKubernetes/Sources", swiftSettings: swiftSettings),
+        .target(name: "CohortDiscoveryDNS", dependencies: [core], path: "Plugins/CohortDiscoveryDNS/Sources", swiftSettings: swiftSettings),
+        // Multicast discovery: UDP heartbeats on NIOPosix's DatagramBootstrap (through CohortNIO).
+        .target(name: "CohortDiscoveryMulticast", dependencies: [core], path: "Plugins/CohortDiscoveryMulticast/Sources", swiftSettings: swiftSettings),
         .target(name: "CohortExampleFileDiscovery", dependencies: [core], path: "Examples/FileDiscovery/Sources", swiftSettings: swiftSettings),
         .target(name: "CohortFixtureBadABI", dependencies: [core], path: "Tests/Fixtures/BadABI", swiftSettings: swiftSettings),
         .target(name: "CohortFixtureNoEntry", dependencies: [core], path: "Tests/Fixtures/NoEntry", swiftSettings: swiftSettings),
@@ -95,6 +101,19 @@ let package = Package(
         .testTarget(
             name: "CohortCLITests",
             dependencies: ["CohortCLI"],
+            swiftSettings: swiftSettings
+        ),
+        // Multicast discovery and membership hardening, over loopback and in network namespaces
+        // (scripts/netns; those tests need root and are skipped with a reason elsewhere).
+        .testTarget(
+            name: "CohortNetworkTests",
+            dependencies: ["Cohort", "CohortHummingbird", "CohortTestKit", core],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CohortCloudDiscoveryTests",
+            dependencies: ["Cohort", "CohortTestKit", core],
+            resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

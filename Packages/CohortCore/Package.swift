@@ -27,6 +27,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         .target(
@@ -51,14 +53,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // The HTTP server (Hummingbird) and Prometheus exporter, re-exported for the same reason:
-        // both sit on NIO, Logging, Metrics and ServiceLifecycle, whose one copy lives here.
+        // The HTTP server (Hummingbird), the HTTP client (AsyncHTTPClient, for cloud discovery),
+        // TLS (NIOSSL) and the Prometheus exporter, re-exported for the same reason: they all sit
+        // on NIO, Logging, Metrics and ServiceLifecycle, whose one copy lives here.
         .target(
             name: "CohortHTTP",
             dependencies: [
                 "CohortNIO",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -2,7 +2,7 @@
 public enum BuiltInPlugins {
     /// Factories of every built-in plugin.
     public static var factories: [any PluginFactory] {
-        [TCPTransportPlugin(), BinaryCodecPlugin(), JSONCodecPlugin(), StaticDiscoveryPlugin()]
+        [TCPTransportPlugin(), BinaryCodecPlugin(), JSONCodecPlugin(), StaticDiscoveryPlugin(), KubernetesDiscoveryPlugin(), DNSDiscoveryPlugin(), MulticastDiscoveryPlugin()]
     }
 
     /// Registers every built-in plugin (idempotent).

@@ -10,7 +10,7 @@ extension ClusterConfiguration {
         "discoverySettings", "transportSettings", "plugins", "maxFrameSize", "connectTimeoutMs",
         "heartbeatIntervalMs", "missingAfterMs", "retryIntervalMs", "handshakeTimeoutMs",
         "probeTimeoutMs", "reprobeIntervalMs", "confirmations", "suspectTimeoutMs",
-        "queueLimit", "queuePolicy", "interceptors", "sendTimeoutMs",
+        "queueLimit", "queuePolicy", "interceptors", "sendTimeoutMs", "minimumMembers",
     ]
 
     /// The environment variable for a key.
@@ -123,7 +123,10 @@ extension ClusterConfiguration {
         case "probeTimeoutMs": failureDetector.probeTimeout = try millis()
         case "reprobeIntervalMs": failureDetector.reprobeInterval = try millis()
         case "confirmations": failureDetector.confirmations = try int()
-        case "suspectTimeoutMs": failureDetector.suspectTimeout = try millis()
+        case "suspectTimeoutMs":
+            // 0 means never give up on a suspect that neither answers nor fails.
+            let limit = try millis()
+            failureDetector.suspectTimeout = limit == .zero ? nil : limit
         case "queueLimit": dispatch.queueLimit = try int()
         case "queuePolicy":
             guard let policy = QueuePolicy(rawValue: try string()) else {
@@ -132,6 +135,7 @@ extension ClusterConfiguration {
             dispatch.policy = policy
         case "interceptors": interceptors = try list()
         case "sendTimeoutMs": sendTimeout = try millis()
+        case "minimumMembers": minimumMembers = try int()
         default:
             let close = Self.keys.filter { $0.lowercased().hasPrefix(String(key.lowercased().prefix(3))) }
             let hint = close.isEmpty ? "" : " (did you mean \(close.joined(separator: " or "))?)"

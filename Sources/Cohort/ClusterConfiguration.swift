@@ -31,10 +31,14 @@ public struct ClusterConfiguration: Sendable, Equatable {
     public var failureDetector: FailureDetectorState.Settings
     /// Asynchronous send queues.
     public var dispatch: MessageDispatch.Settings
-    /// Interceptor order, top (nearest the application) first. Known: `dispatch`, `failureDetector`.
+    /// Interceptor order, top (nearest the application) first. Known: `dispatch`,
+    /// `failureDetector`, `domainFilter`.
     public var interceptors: [String]
     /// Default timeout of acknowledged sends.
     public var sendTimeout: Duration
+    /// The fewest members, this node included, the node must see to be in quorum
+    /// (``GroupChannel/isInQuorum``); 1 (the default) means always.
+    public var minimumMembers: Int = 1
 
     /// Creates a configuration.
     public init(
@@ -53,7 +57,7 @@ public struct ClusterConfiguration: Sendable, Equatable {
         membership: MembershipState.Settings = .init(),
         failureDetector: FailureDetectorState.Settings = .init(),
         dispatch: MessageDispatch.Settings = .init(),
-        interceptors: [String] = ["dispatch", "failureDetector"],
+        interceptors: [String] = ["dispatch", "failureDetector", "domainFilter"],
         sendTimeout: Duration = .seconds(5)
     ) {
         self.name = name
@@ -97,8 +101,10 @@ public struct ClusterConfiguration: Sendable, Equatable {
         }
         if failureDetector.confirmations < 1 { throw bad("confirmations", "must be at least 1") }
         if dispatch.queueLimit < 1 { throw bad("queueLimit", "must be at least 1") }
-        for stage in interceptors where !["dispatch", "failureDetector"].contains(stage) {
-            throw bad("interceptors", "unknown interceptor '\(stage)' (known: dispatch, failureDetector)")
+        if minimumMembers < 1 { throw bad("minimumMembers", "must be at least 1 (the node itself), got \(minimumMembers)") }
+        let known = ["dispatch", "failureDetector", "domainFilter"]
+        for stage in interceptors where !known.contains(stage) {
+            throw bad("interceptors", "unknown interceptor '\(stage)' (known: \(known.joined(separator: ", ")))")
         }
     }
 }

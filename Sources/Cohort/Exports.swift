@@ -2,5 +2,8 @@
 @_exported import CohortCore
 @_exported import CohortCodecBinary
 @_exported import CohortCodecJSON
+@_exported import CohortDiscoveryDNS
+@_exported import CohortDiscoveryKubernetes
+@_exported import CohortDiscoveryMulticast
 @_exported import CohortDiscoveryStatic
 @_exported import CohortTransportTCP

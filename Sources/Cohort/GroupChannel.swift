@@ -42,6 +42,7 @@ public final class GroupChannel: Service, Sendable {
     private let receivedCounter = Counter(label: "cohort.messages.received")
     private let asyncFailureCounter = Counter(label: "cohort.send.async_failures")
     private let membersGauge = Gauge(label: "cohort.members")
+    let quorumTracker: QuorumTracker
 
     struct Subscribers {
         var next = 0
@@ -95,11 +96,14 @@ public final class GroupChannel: Service, Sendable {
         )
         self.viewBox = NIOLockedValueBox(MembershipView(local: local, members: [], version: 0))
         (self.stopSignal, self.stopInput) = AsyncStream.makeStream(of: Void.self)
+        self.quorumTracker = QuorumTracker(minimum: configuration.minimumMembers)
         let sink = AsyncFailureSink()
         self.sink = sink
         var stages: [any Interceptor] = interceptors
         for name in configuration.interceptors {
             switch name {
+            case "domainFilter":
+                stages.append(DomainFilter(domain: configuration.domain, logger: logger))
             case "failureDetector":
                 stages.append(TcpFailureDetector(settings: configuration.failureDetector, clock: clock))
             case "dispatch":
@@ -246,6 +250,15 @@ public final class GroupChannel: Service, Sendable {
 
     func dispatch(_ inbound: InboundMessage) async -> DeliveryResult {
         receivedCounter.increment()
+        // Members of another domain are invisible, and so are their messages: the DomainFilter
+        // stage is the documented place; this is the backstop when it is not configured.
+        guard inbound.sender.domain == configuration.domain else {
+            return .rejected("\(configuration.name) is in domain '\(configuration.domain)', the sender in '\(inbound.sender.domain)'")
+        }
+        // An incarnation that left or was replaced by a restart at its address is refused.
+        if membershipService?.isRetired(inbound.sender.id) == true {
+            return .rejected("\(inbound.sender.name) (\(inbound.sender.id)) left or was replaced by a newer incarnation")
+        }
         let message: any ClusterMessage
         do {
             let codec = try codecs.codec(inbound.codec)
@@ -292,6 +305,7 @@ public final class GroupChannel: Service, Sendable {
         }
         guard changed else { return }
         membersGauge.record(view.members.count)
+        quorumTracker.update(members: view.members.count + 1, logger: logger)
         logger.info("\(event)")
         let continuations = subscribers.withLockedValue { Array($0.events.values) }
         for continuation in continuations { continuation.yield(event) }
@@ -460,6 +474,7 @@ public final class GroupChannel: Service, Sendable {
             return Array(subs.events.values)
         }
         for continuation in continuations { continuation.finish() }
+        quorumTracker.finish()
         logger.info("\(me.name) left the cluster")
         if let failure { throw failure }
     }

@@ -26,6 +26,8 @@ public actor MembershipService {
     nonisolated private let commands: AsyncStream<Command>
     nonisolated private let input: AsyncStream<Command>.Continuation
     private var handshakes: [Endpoint] = []
+    /// Ids that left or were replaced by a newer incarnation, readable without an actor hop.
+    nonisolated private let retired = NIOLockedValueBox<Set<MemberID>>([])
 
     init(
         local: Member,
@@ -51,6 +53,12 @@ public actor MembershipService {
     /// The members currently known (before the failure detector's judgement).
     public var members: [Member] { state.members }
 
+    /// Whether a member id left or was replaced by a newer incarnation at its address: messages
+    /// from it are refused.
+    nonisolated public func isRetired(_ id: MemberID) -> Bool {
+        retired.withLockedValue { $0.contains(id) }
+    }
+
     /// Runs until cancelled.
     func run() async throws {
         let tickInterval = min(state.settings.heartbeatInterval, .milliseconds(100))
@@ -65,6 +73,10 @@ public actor MembershipService {
             for await command in commands {
                 if Task.isCancelled { break }
                 let actions = handle(command)
+                let tombstones = state.retiredIDs
+                if tombstones.count != retired.withLockedValue({ $0.count }) {
+                    retired.withLockedValue { $0 = tombstones }
+                }
                 for action in actions {
                     switch action {
                     case .handshake(let endpoint):
@@ -91,9 +103,9 @@ public actor MembershipService {
         case .discovered(.candidates(let endpoints)):
             return state.onCandidates(endpoints, now: now)
         case .discovered(.alive(let member)):
-            return state.onCandidates([member.endpoint], now: now)
+            return state.onAnnounced(member, now: now)
         case .discovered(.gone(let id)):
-            return state.onConnectionLost(id, reason: "discovery reports it gone", now: now)
+            return state.onDiscoveryGone(id, now: now)
         case .accepted(let member):
             return state.onAccepted(member, now: now)
         case .heard(let member):

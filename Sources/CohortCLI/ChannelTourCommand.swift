@@ -36,7 +36,7 @@ struct ChannelTourCommand: AsyncParsableCommand {
 
         // 1. Everyone sees everyone.
         for child in children {
-            guard child.waitFor(timeout: 20, { lines in lines.filter { $0.hasPrefix("member-added") }.count >= nodes - 1 }) else {
+            guard child.waitFor(timeout: 20, { (lines: [String]) in lines.filter { $0.hasPrefix("member-added") }.count >= nodes - 1 }) else {
                 return try fail("\(child.name) did not see all members", children)
             }
         }
@@ -46,11 +46,11 @@ struct ChannelTourCommand: AsyncParsableCommand {
         // 2. A message to all, waiting until every receiver processed it.
         say("\nnode1 sends \"hello from node1\" to all members and waits until each has processed it:")
         children[0].send("hello from node1")
-        guard children[0].waitFor(timeout: 10, { $0.contains("sent to \(nodes - 1)/\(nodes - 1) members") }) else {
+        guard children[0].waitForLine(timeout: 10, { $0.contains("sent to \(nodes - 1)/\(nodes - 1) members") }) else {
             return try fail("node1's send was not acknowledged by all", children)
         }
         for child in children.dropFirst() {
-            guard child.waitFor(timeout: 10, { $0.contains("received from node1: hello from node1") }) else {
+            guard child.waitForLine(timeout: 10, { $0.contains("received from node1: hello from node1") }) else {
                 return try fail("\(child.name) did not receive the message", children)
             }
             say("  \(child.name): received from node1: hello from node1")
@@ -63,7 +63,7 @@ struct ChannelTourCommand: AsyncParsableCommand {
         let killedAt = Date()
         victim.terminate(signal: SIGKILL)
         for child in children.dropLast() {
-            guard child.waitFor(timeout: 15, { $0.contains("member-removed \(victim.name)") }) else {
+            guard child.waitForLine(timeout: 15, { $0.contains("member-removed \(victim.name)") }) else {
                 return try fail("\(child.name) did not detect that \(victim.name) died", children)
             }
             let ms = Int(Date().timeIntervalSince(killedAt) * 1000)
@@ -73,7 +73,7 @@ struct ChannelTourCommand: AsyncParsableCommand {
         // 4. The survivors keep working.
         say("\nnode2 sends \"still here\"; the survivors keep working:")
         children[1].send("still here")
-        guard children[1].waitFor(timeout: 10, { $0.contains("sent to \(nodes - 2)/\(nodes - 2) members") }) else {
+        guard children[1].waitForLine(timeout: 10, { $0.contains("sent to \(nodes - 2)/\(nodes - 2) members") }) else {
             return try fail("node2's send to the survivors failed", children)
         }
         say("  node2: sent to \(nodes - 2)/\(nodes - 2) members")
@@ -82,7 +82,7 @@ struct ChannelTourCommand: AsyncParsableCommand {
         let leaver = children[0]
         say("\nStopping node1 with SIGTERM: it tells the others it is leaving.")
         leaver.terminate(signal: SIGTERM)
-        guard children[1].waitFor(timeout: 10, { $0.contains("member-left node1") }) else {
+        guard children[1].waitForLine(timeout: 10, { $0.contains("member-left node1") }) else {
             return try fail("node2 did not see node1 leave", children)
         }
         say("  node2: member-left node1")
@@ -161,7 +161,8 @@ final class Child: @unchecked Sendable {
         return condition(lines)
     }
 
-    func waitFor(timeout seconds: Double, _ predicate: @escaping (String) -> Bool) -> Bool {
+    /// Polls until some line satisfies the predicate.
+    func waitForLine(timeout seconds: Double, _ predicate: @escaping (String) -> Bool) -> Bool {
         waitFor(timeout: seconds) { (all: [String]) in all.contains(where: predicate) }
     }
 

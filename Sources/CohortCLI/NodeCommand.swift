@@ -11,7 +11,9 @@ struct NodeCommand: AsyncParsableCommand {
             member-removed …, member-left …) and one line per text message received \
             (received from NAME: TEXT). Each line read on standard input is sent to all members \
             as a text message, waiting until processed, and the outcome is printed \
-            (sent to 2/2 members).
+            (sent to 2/2 members). With minimumMembers (COHORT_MINIMUM_MEMBERS) above 1 it also prints \
+            quorum-lost N/M when the node sees fewer members than that (at start too) and \
+            quorum-regained N/M when it sees enough again.
             """
     )
 
@@ -90,6 +92,7 @@ struct NodeCommand: AsyncParsableCommand {
         }
         channel.onAsyncFailure { failure in Console.line("async-failure \(failure)") }
         let events = channel.membershipEvents()
+        let quorum = channel.configuration.minimumMembers > 1 ? channel.quorumChanges() : nil
         let lines = StandardInputLines.start()
 
         let group = ServiceGroup(
@@ -103,6 +106,17 @@ struct NodeCommand: AsyncParsableCommand {
                     Console.line("listening \(channel.localMember.name) \(bound) id \(channel.localMember.id)")
                     for await event in events {
                         Console.line("\(event.name) \(event.member.name) \(event.member.endpoint)")
+                    }
+                }
+                if let quorum {
+                    tasks.addTask {
+                        var first = true
+                        for await status in quorum {
+                            // The initial status is printed only when the node starts below the minimum.
+                            if first && status.inQuorum { first = false; continue }
+                            first = false
+                            Console.line("\(status)")
+                        }
                     }
                 }
                 tasks.addTask {

@@ -31,7 +31,7 @@ extension ClusterNode {
     /// | `GET /cluster/members` | JSON: this node and every member with address, state and since |
     /// | `GET /cluster/sessions` | JSON: the number of sessions this node holds |
     /// | `GET /alive` | 200 while the process runs |
-    /// | `GET /ready` | 200 once state transfer is done, 503 before and while shutting down |
+    /// | `GET /ready` | 200 once state transfer is done, 503 before, while shutting down and while not in quorum |
     /// | `GET /metrics` | Prometheus text, when a registry is given |
     public func addAdminRoutes<Context: RequestContext>(to router: Router<Context>, prometheus: PrometheusCollectorRegistry? = nil) {
         router.get("/cluster/members") { _, _ -> Response in
@@ -45,10 +45,12 @@ extension ClusterNode {
         }
         router.get("/ready") { _, _ -> Response in
             let ready = self.isReady
+            let quorum = self.channel.quorum
+            let text = ready ? "ready\n" : quorum.inQuorum ? "not ready\n" : "not ready: \(quorum)\n"
             return Response(
                 status: ready ? .ok : .serviceUnavailable,
                 headers: [.contentType: "text/plain"],
-                body: .init(byteBuffer: ByteBuffer(string: ready ? "ready\n" : "not ready\n"))
+                body: .init(byteBuffer: ByteBuffer(string: text))
             )
         }
         if let prometheus {

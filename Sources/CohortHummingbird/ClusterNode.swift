@@ -58,8 +58,9 @@ public final class ClusterNode: Service, Sendable {
         self.init(channel: channel, sessions: made, gracePeriod: gracePeriod)
     }
 
-    /// Whether the node serves: state transfer done, not shutting down.
-    public var isReady: Bool { state.withLockedValue { $0.ready && !$0.stopping } }
+    /// Whether the node serves: state transfer done, not shutting down, and in quorum (it sees at
+    /// least ``ClusterConfiguration/minimumMembers`` members, itself included).
+    public var isReady: Bool { state.withLockedValue { $0.ready && !$0.stopping } && channel.isInQuorum }
 
     /// When each current member was first seen.
     public func memberSince(_ id: MemberID) -> Date? { state.withLockedValue { $0.since[id] } }

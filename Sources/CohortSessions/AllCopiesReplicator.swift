@@ -20,6 +20,8 @@ actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
     private var state: AllCopiesState<Entry>
     private var readyWaiters: [CheckedContinuation<Void, any Error>] = []
     private var finished = false
+    private var runStarted = ContinuousClock.now
+    private var settleTicked = false
     nonisolated private let jobs: AsyncStream<Job>
     nonisolated private let jobInput: AsyncStream<Job>.Continuation
 
@@ -38,6 +40,7 @@ actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
 
     /// Runs until ``shutdown()`` or graceful shutdown of the service group.
     func run() async throws {
+        runStarted = ContinuousClock.now
         let router = try ReplicationRouter.router(for: channel)
         let events = channel.membershipEvents()
         try router.register(settings.name, self)
@@ -48,9 +51,9 @@ actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
                 group.addTask {
                     for await event in events { await self.membership(event) }
                 }
-                group.addTask { [wall, settings] in
+                group.addTask { [wall] in
                     while !Task.isCancelled {
-                        do { try await wall.clock.sleep(for: settings.tick) } catch { return }
+                        do { try await wall.clock.sleep(for: await self.nextTick()) } catch { return }
                         await self.tick()
                     }
                 }
@@ -184,6 +187,14 @@ actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
         }
     }
 
+    /// How long until the next tick: the settle deadline while starting, else the tick interval.
+    private func nextTick() -> Duration {
+        guard !state.isReady, !settleTicked else { return settings.tick }
+        let remaining = state.startedAt.map { $0 + settings.settle.milliseconds - wall.now } ?? 0
+        if remaining <= 0 { settleTicked = true }
+        return min(settings.tick, .milliseconds(max(0, remaining)))
+    }
+
     private func tick() {
         perform(state.onTick(now: wall.now))
     }
@@ -200,9 +211,10 @@ actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
                 jobInput.yield(.request(to: member, request: request))
             case .serveTransfer(let member, let request, let snapshot, let ready, let members):
                 jobInput.yield(.serve(to: member, request: request, snapshot: snapshot, sourceReady: ready, members: members))
-            case .becameReady(let transferred, let elapsed):
-                logger.debug("store \(settings.name) ready: \(transferred) entries transferred in \(elapsed) ms")
-                observer.ready(transferred, .milliseconds(elapsed))
+            case .becameReady(let transferred, _):
+                let elapsed = ContinuousClock.now - runStarted
+                logger.debug("store \(settings.name) ready: \(transferred) entries transferred, \(elapsed) after start")
+                observer.ready(transferred, elapsed)
                 let waiters = readyWaiters
                 readyWaiters.removeAll()
                 for waiter in waiters { waiter.resume() }

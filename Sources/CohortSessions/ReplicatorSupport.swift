@@ -73,6 +73,8 @@ struct ReplicaObserver<Entry: ReplicatedEntry>: Sendable {
     var ready: @Sendable (_ transferred: Int, _ elapsed: Duration) -> Void = { _, _ in }
     var replicated: @Sendable (_ bytes: Int, _ latency: Duration) -> Void = { _, _ in }
     var failure: @Sendable (_ kind: ReplicaFailure, _ count: Int, _ error: any Error) -> Void = { _, _, _ in }
+    /// How many keys this node owns now (primary/backup stores).
+    var owned: @Sendable (Int) -> Void = { _ in }
 }
 
 /// Problems a replicator reports without failing.
@@ -83,6 +85,8 @@ enum ReplicaFailure: String, Sendable {
     case orphans
     /// A state transfer or a backup copy could not be sent.
     case transfer
+    /// Keys were lost: every node holding a copy left.
+    case lost
 }
 
 extension AllCopiesState.Settings {

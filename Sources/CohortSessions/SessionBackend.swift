@@ -21,3 +21,11 @@ extension AllCopiesReplicator: SessionBackend where Entry == SessionRecord {
 
     func sessionIDs() async -> [String] { Array(entries().keys) }
 }
+
+extension PrimaryBackupReplicator: SessionBackend where Entry == SessionRecord {
+    func record(_ id: String) async throws -> SessionRecord? {
+        await read(id, take: settings.takeOwnership)
+    }
+
+    func sessionIDs() async -> [String] { Array(ownedEntries().keys) }
+}

@@ -22,9 +22,8 @@ struct Change<Value: Codable & Sendable & Equatable>: Codable, Sendable, Equatab
 /// request sends just the id, the stamp and the access time.
 struct SessionDelta: ReplicaDelta, Equatable {
     /// What a new session needs besides its attributes.
-    struct Creation: Codable, Sendable, Equatable {
+    struct Creation: Sendable, Equatable {
         var creationTime: WallMillis
-        enum CodingKeys: String, CodingKey { case creationTime = "c" }
     }
 
     /// The session id when the request started.
@@ -47,44 +46,11 @@ struct SessionDelta: ReplicaDelta, Equatable {
     /// The session id changed to this one (applied after everything else).
     var newID: String?
 
-    enum CodingKeys: String, CodingKey {
-        case sessionID = "i", stamp = "s", creation = "c", lastAccessedTime = "a", maxInactive = "m"
-        case absoluteExpiry = "x", principal = "p", attributes = "t", invalidated = "d", newID = "n"
-    }
-
     init(sessionID: String, stamp: Stamp = .zero) {
         self.sessionID = sessionID
         self.stamp = stamp
         self.attributes = [:]
         self.invalidated = false
-    }
-
-    init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        sessionID = try c.decode(String.self, forKey: .sessionID)
-        stamp = try c.decode(Stamp.self, forKey: .stamp)
-        creation = try c.decodeIfPresent(Creation.self, forKey: .creation)
-        lastAccessedTime = try c.decodeIfPresent(WallMillis.self, forKey: .lastAccessedTime)
-        maxInactive = try c.decodeIfPresent(Int64.self, forKey: .maxInactive)
-        absoluteExpiry = try c.decodeIfPresent(Change<WallMillis?>.self, forKey: .absoluteExpiry)
-        principal = try c.decodeIfPresent(Change<String?>.self, forKey: .principal)
-        attributes = try c.decodeIfPresent([String: ByteBuffer?].self, forKey: .attributes) ?? [:]
-        invalidated = try c.decodeIfPresent(Bool.self, forKey: .invalidated) ?? false
-        newID = try c.decodeIfPresent(String.self, forKey: .newID)
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(sessionID, forKey: .sessionID)
-        try c.encode(stamp, forKey: .stamp)
-        try c.encodeIfPresent(creation, forKey: .creation)
-        try c.encodeIfPresent(lastAccessedTime, forKey: .lastAccessedTime)
-        try c.encodeIfPresent(maxInactive, forKey: .maxInactive)
-        try c.encodeIfPresent(absoluteExpiry, forKey: .absoluteExpiry)
-        try c.encodeIfPresent(principal, forKey: .principal)
-        if !attributes.isEmpty { try c.encode(attributes, forKey: .attributes) }
-        if invalidated { try c.encode(true, forKey: .invalidated) }
-        try c.encodeIfPresent(newID, forKey: .newID)
     }
 
     var deletes: Bool { invalidated }

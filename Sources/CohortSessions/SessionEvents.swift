@@ -42,34 +42,40 @@ public enum SessionEvent: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Identifies a listener, to remove it.
-public struct SessionListenerToken: Hashable, Sendable {
+public struct ListenerToken: Hashable, Sendable {
     let id: Int
 }
 
-/// The listeners and event streams of one manager.
-final class SessionListeners: Sendable {
+/// Identifies a session listener, to remove it.
+public typealias SessionListenerToken = ListenerToken
+
+/// The listeners of one manager.
+typealias SessionListeners = EventHub<SessionEvent>
+
+/// Listeners and event streams of one manager or map.
+final class EventHub<Event: Sendable>: Sendable {
     private struct Registry {
         var next = 0
-        var listeners: [Int: @Sendable (SessionEvent) -> Void] = [:]
-        var streams: [Int: AsyncStream<SessionEvent>.Continuation] = [:]
+        var listeners: [Int: @Sendable (Event) -> Void] = [:]
+        var streams: [Int: AsyncStream<Event>.Continuation] = [:]
     }
 
     private let registry = Mutex(Registry())
 
-    func add(_ listener: @escaping @Sendable (SessionEvent) -> Void) -> SessionListenerToken {
+    func add(_ listener: @escaping @Sendable (Event) -> Void) -> ListenerToken {
         registry.withLock { registry in
             registry.next += 1
             registry.listeners[registry.next] = listener
-            return SessionListenerToken(id: registry.next)
+            return ListenerToken(id: registry.next)
         }
     }
 
-    func remove(_ token: SessionListenerToken) {
+    func remove(_ token: ListenerToken) {
         _ = registry.withLock { $0.listeners.removeValue(forKey: token.id) }
     }
 
-    func stream() -> AsyncStream<SessionEvent> {
-        let (stream, continuation) = AsyncStream.makeStream(of: SessionEvent.self, bufferingPolicy: .bufferingNewest(65_536))
+    func stream() -> AsyncStream<Event> {
+        let (stream, continuation) = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .bufferingNewest(65_536))
         let id = registry.withLock { registry in
             registry.next += 1
             registry.streams[registry.next] = continuation
@@ -83,7 +89,7 @@ final class SessionListeners: Sendable {
 
     var isEmpty: Bool { registry.withLock { $0.listeners.isEmpty && $0.streams.isEmpty } }
 
-    func emit(_ events: [SessionEvent]) {
+    func emit(_ events: [Event]) {
         guard !events.isEmpty else { return }
         let (listeners, streams) = registry.withLock { (Array($0.listeners.values), Array($0.streams.values)) }
         for event in events {

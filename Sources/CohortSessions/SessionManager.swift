@@ -38,7 +38,7 @@ public class SessionManager: Service, @unchecked Sendable {
     init(
         channel: GroupChannel,
         configuration: SessionManagerConfiguration,
-        activeCount: @escaping @Sendable (SessionEvent) -> Int,
+        activeCount: (@Sendable (SessionEvent) -> Int)?,
         makeBackend: (ReplicatorSettings, any MessageCodec, Logger, ReplicaObserver<SessionRecord>) -> any SessionBackend
     ) throws {
         self.channel = channel
@@ -58,12 +58,13 @@ public class SessionManager: Service, @unchecked Sendable {
         let observer = ReplicaObserver<SessionRecord>(
             events: { events in
                 let sessionEvents = events.flatMap(SessionEvent.from)
-                metrics.record(sessionEvents, activeDelta: activeCount)
+                metrics.record(sessionEvents, activeDelta: activeCount ?? { _ in 0 })
                 listeners.emit(notifyReplicated ? sessionEvents : sessionEvents.filter { $0.origin == .local })
             },
             ready: { transferred, elapsed in metrics.ready(transferred: transferred, elapsed: elapsed) },
             replicated: { bytes, latency in metrics.replicated(bytes: bytes, latency: latency) },
-            failure: { kind, count, _ in metrics.failure(kind, count: count) }
+            failure: { kind, count, _ in metrics.failure(kind, count: count) },
+            owned: { count in if activeCount == nil { metrics.setActive(count) } }
         )
         self.backend = makeBackend(configuration.replicatorSettings, codec, logger, observer)
     }

@@ -20,6 +20,8 @@ public struct SessionStatistics: Sendable, Equatable {
     public var codecFailures = 0
     /// Changes for sessions this node never saw, discarded.
     public var droppedChanges = 0
+    /// Sessions lost because every node holding a copy left (backup manager).
+    public var lost = 0
     /// Sessions received by state transfer when the node started.
     public var transferredSessions = 0
     /// How long the start-up state transfer took (nil until ready).
@@ -38,6 +40,7 @@ final class SessionMetrics: Sendable {
     let transferTime: Timer
     let codecFailures: Counter
     let droppedChanges: Counter
+    let lost: Counter
     private let counts = Mutex(SessionStatistics())
 
     init(manager: String, node: String, factory: (any MetricsFactory)?) {
@@ -52,6 +55,7 @@ final class SessionMetrics: Sendable {
         transferTime = Timer(label: "cohort.sessions.transfer_time", dimensions: dimensions, factory: factory)
         codecFailures = Counter(label: "cohort.sessions.codec_failures", dimensions: dimensions, factory: factory)
         droppedChanges = Counter(label: "cohort.sessions.dropped_changes", dimensions: dimensions, factory: factory)
+        lost = Counter(label: "cohort.sessions.lost", dimensions: dimensions, factory: factory)
     }
 
     var statistics: SessionStatistics { counts.withLock { $0 } }
@@ -81,8 +85,11 @@ final class SessionMetrics: Sendable {
     }
 
     func setActive(_ value: Int) {
-        counts.withLock { $0.active = value }
-        active.record(value)
+        let changed = counts.withLock { counts in
+            defer { counts.active = value }
+            return counts.active != value
+        }
+        if changed { active.record(value) }
     }
 
     func replicated(bytes: Int, latency: Duration) {
@@ -112,6 +119,9 @@ final class SessionMetrics: Sendable {
             droppedChanges.increment(by: count)
         case .transfer:
             break
+        case .lost:
+            counts.withLock { $0.lost += count }
+            lost.increment(by: count)
         }
     }
 }

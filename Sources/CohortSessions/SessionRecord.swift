@@ -17,11 +17,6 @@ struct SessionRecord: ReplicatedEntry, Equatable {
     var version: UInt64
     var latestStamp: Stamp
 
-    enum CodingKeys: String, CodingKey {
-        case id = "i", creationTime = "c", lastAccessedTime = "a", maxInactive = "m", absoluteExpiry = "x"
-        case principal = "p", attributes = "t", version = "v", latestStamp = "s"
-    }
-
     /// When the session expires: idle limit after the last access, or the absolute deadline,
     /// whichever comes first.
     var deadline: WallMillis? {

@@ -45,8 +45,8 @@ public final class InMemoryNetwork: Sendable {
         }
     }
 
-    /// Kills the node at an address: it stops answering, and every peer connected to it sees the
-    /// connection break (like SIGKILL).
+    /// Kills the node at an address: it stops answering (probes of it time out), and every peer
+    /// connected to it sees the connection break (like SIGKILL).
     public func kill(_ endpoint: Endpoint) {
         let (victim, others) = shared.withLockedValue { shared in
             (shared.nodes.removeValue(forKey: endpoint), Array(shared.nodes.values))

@@ -393,21 +393,33 @@ public enum TransportConformance {
 public final class RecordingTransportDelegate: TransportDelegate, Sendable {
     /// A received message, with its payload copied out.
     public struct Received: Sendable {
+        /// The member that sent it.
         public var sender: Member
+        /// Its type id.
         public var type: MessageType
+        /// The codec it was written with.
         public var codec: CodecID
+        /// The guarantee the sender asked for.
         public var guarantee: DeliveryGuarantee
+        /// The sender's option flags.
         public var flags: UInt32
+        /// The payload bytes (the readable region of the inbound buffer).
         public var payload: [UInt8]
     }
 
-    /// Everything recorded so far.
+    /// Everything recorded so far, each list in arrival order.
     public struct Snapshot: Sendable {
+        /// Members seen in `transport(didAccept:)`.
         public var accepted: [Member] = []
+        /// Members seen in `transport(heardFrom:)`.
         public var heard: [Member] = []
+        /// Messages seen in `transport(received:)`.
         public var received: [Received] = []
+        /// Calls of `transport(lostConnectionTo:reason:)`.
         public var lost: [(member: Member, reason: String)] = []
+        /// Members seen in `transport(memberLeft:)`.
         public var left: [Member] = []
+        /// Calls of `transport(asyncMessagesFailed:to:reason:)`.
         public var asyncFailures: [(count: Int, member: Member, reason: String)] = []
     }
 

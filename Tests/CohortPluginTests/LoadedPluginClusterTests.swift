@@ -67,7 +67,8 @@ struct LoadedPluginClusterTests {
                 let discovery = try registry.factory("static", kind: .discovery).makeDiscovery(
                     settings: PluginSettings(values: ["members": endpoints.map(\.description).joined(separator: ","), "interval_ms": "100"], logger: quietLogger)
                 )
-                for part in [transport as Any, binary, json, discovery] {
+                let parts: [any Sendable] = [transport, binary, json, discovery]
+                for part in parts {
                     let image = imagePath(definingTypeOf: part)
                     #expect(image.map { $0.hasSuffix("Plugin.so") } == true, "\(type(of: part)) is defined by \(image ?? "?"), not a loaded library")
                 }
@@ -120,6 +121,20 @@ struct LoadedPluginClusterTests {
             #expect(registry.plugins.first { $0.id == "discovery.file" }?.origin == .file(PluginFiles.path(PluginFiles.fileDiscovery)))
             try writeMembers(nodes.channels.map(\.localMember.endpoint), to: file)
             #expect(await nodes.waitForMesh(2), "\(nodes.views)")
+        }
+    }
+
+    @Test func pluginsConfigurationKeyWithABareNameServesSeveralChannels() throws {
+        let registry = PluginRegistry()
+        let dir = try TemporaryDirectory()
+        var configuration = testConfiguration("bare")
+        configuration.plugins = [PluginFiles.fileDiscovery]  // a product name, found on the search path
+        configuration.discovery = "file"
+        configuration.discoverySettings = ["path": dir.file("members.txt")]
+        _ = try GroupChannel(configuration: configuration, registry: registry, logger: quietLogger)
+        #expect(registry.plugins.contains { $0.id == "discovery.file" })
+        withKnownIssue("GroupChannel(configuration:registry:) compares the configured name, not the located file, with the origins already loaded, so a second channel loads the library again and fails with duplicatePlugin") {
+            _ = try GroupChannel(configuration: configuration, registry: registry, logger: quietLogger)
         }
     }
 

@@ -4,10 +4,9 @@ import Foundation
 import Testing
 
 /// The built `cohort` executable loading plugin libraries, as a user runs it.
-@Suite("cohort with --plugin", .enabled(if: PluginCLITests.ready, "the cohort executable or the plugin libraries are not built next to the tests (run swift build)"), .timeLimit(.minutes(2)))
+@Suite("cohort with --plugin", .enabled(if: CohortExecutable.ready, "the cohort executable or the plugin libraries are not built next to the tests (run swift build)"), .timeLimit(.minutes(2)))
 struct PluginCLITests {
-    static var executable: String { PluginFiles.directory + "/cohort" }
-    static var ready: Bool { FileManager.default.isExecutableFile(atPath: executable) && PluginFiles.allBuilt }
+    static var executable: String { CohortExecutable.path }
 
     @Test func pluginsCommandListsLoadedPluginsWithTheirFile() throws {
         let library = PluginFiles.path(PluginFiles.fileDiscovery)
@@ -51,6 +50,27 @@ struct PluginCLITests {
         }
     }
 
+    @Test func nodeLoadsThePluginsNamedInTheConfigurationFile() throws {
+        let port = try CLIRun.freePorts(1)[0]
+        let dir = try TemporaryDirectory()
+        let members = dir.file("members.txt")
+        try writeMembers([], to: members)
+        let configuration = dir.file("node.json")
+        let json = """
+            {"name": "configured", "listen": "127.0.0.1:\(port)", "plugins": ["lib\(PluginFiles.fileDiscovery).so"],
+             "discovery": "file", "discoverySettings": {"path": "\(members)"}}
+            """
+        try json.write(toFile: configuration, atomically: true, encoding: .utf8)
+        let node = try CLINode(Self.executable, ["node", "--config", configuration])
+        defer { node.kill(SIGKILL) }
+        _ = node.wait(for: 20) { lines in lines.contains { $0.hasPrefix("listening") } || !node.isRunning }
+        withKnownIssue("cohort node loads only the --plugin libraries and drops the configuration's 'plugins' key (and COHORT_PLUGINS), so the node fails with \"no discovery plugin 'file'\"") {
+            #expect(node.output.contains { $0.hasPrefix("listening configured") }, "\(node.output)")
+        }
+        node.kill(SIGTERM)
+        _ = node.waitForExit(seconds: 10)
+    }
+
     @Test func threeNodesFormAClusterThroughTheExampleFileDiscovery() throws {
         let ports = try CLIRun.freePorts(3)
         let addresses = ports.map { "127.0.0.1:\($0)" }
@@ -82,6 +102,12 @@ struct PluginCLITests {
         for node in nodes { node.kill(SIGTERM) }
         for node in nodes { #expect(node.waitForExit(seconds: 10) != nil) }
     }
+}
+
+/// The `cohort` executable next to the test binary.
+enum CohortExecutable {
+    static var path: String { PluginFiles.directory + "/cohort" }
+    static var ready: Bool { FileManager.default.isExecutableFile(atPath: path) && PluginFiles.allBuilt }
 }
 
 /// One finished run of the executable.
@@ -153,17 +179,17 @@ struct CLIRun {
 final class CLINode: @unchecked Sendable {
     private let process = Process()
     private let input = Pipe()
-    private let output = Pipe()
+    private let outputPipe = Pipe()
     private let lines = NIOLockedValueBox<[String]>([])
 
     init(_ executable: String, _ arguments: [String]) throws {
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         process.standardInput = input
-        process.standardOutput = output
+        process.standardOutput = outputPipe
         process.standardError = FileHandle.nullDevice
         try process.run()
-        let handle = output.fileHandleForReading
+        let handle = outputPipe.fileHandleForReading
         let lines = self.lines
         Thread {
             var pending = ""
@@ -195,6 +221,9 @@ final class CLINode: @unchecked Sendable {
         }
         return condition(output)
     }
+
+    /// Whether the process still runs.
+    var isRunning: Bool { process.isRunning }
 
     /// Sends a signal if the process still runs.
     func kill(_ signal: Int32) {

@@ -3,10 +3,6 @@ import CohortTestKit
 import Foundation
 import Testing
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// The plugin libraries `swift build` puts next to the test binary.
 enum PluginFiles {
     /// The folder of the test binary, where SwiftPM also puts every product.
@@ -46,11 +42,40 @@ enum PluginFiles {
 
 /// The file of the image (executable or shared library) that defines a type's metadata, so a
 /// test can prove an instance came from a loaded plugin and not from the statically linked copy.
+///
+/// It looks the metadata's address up in `/proc/self/maps` (Linux).
 func imagePath(definingTypeOf value: Any) -> String? {
-    let metadata = unsafeBitCast(type(of: value) as Any.Type, to: UnsafeRawPointer.self)
-    var info = Dl_info()
-    guard dladdr(metadata, &info) != 0, let name = info.dli_fname else { return nil }
-    return URL(fileURLWithPath: String(cString: name)).resolvingSymlinksInPath().path
+    let address = UInt(bitPattern: unsafeBitCast(type(of: value) as Any.Type, to: UnsafeRawPointer.self))
+    guard let maps = readWholeFile("/proc/self/maps") else { return nil }
+    for line in maps.split(separator: "\n") {
+        // start-end perms offset dev inode [path]
+        let fields = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
+        guard fields.count == 6 else { continue }
+        let range = fields[0].split(separator: "-")
+        guard range.count == 2, let start = UInt(range[0], radix: 16), let end = UInt(range[1], radix: 16) else { continue }
+        if start <= address && address < end {
+            let path = fields[5].trimmingCharacters(in: .whitespaces)
+            return path.hasPrefix("/") ? realPath(path) : nil
+        }
+    }
+    return nil
+}
+
+/// Reads a file to its end with plain `read(2)` calls (files under /proc report size 0, and a
+/// reader that trusts the size can stop early).
+func readWholeFile(_ path: String) -> String? {
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+    while true {
+        let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if count < 0 && errno == EINTR { continue }
+        guard count > 0 else { break }
+        bytes.append(contentsOf: chunk[0..<count])
+    }
+    return String(decoding: bytes, as: UTF8.self)
 }
 
 /// Resolves symbolic links, so paths can be compared.

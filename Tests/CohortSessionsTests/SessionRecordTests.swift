@@ -20,7 +20,8 @@ import Testing
 
     func setDelta(_ name: String, _ value: String?, counter: UInt64, origin: UInt64 = a, access: WallMillis? = nil) -> SessionDelta {
         var delta = SessionDelta(sessionID: "s1", stamp: Stamp(counter: counter, origin: origin))
-        delta.attributes[name] = value.map { bytes($0) }
+        let encoded: ByteBuffer? = value.map { bytes($0) }
+        delta.attributes[name] = .some(encoded)
         delta.lastAccessedTime = access
         return delta
     }

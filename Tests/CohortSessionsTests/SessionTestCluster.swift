@@ -97,7 +97,7 @@ final class SessionTestCluster: @unchecked Sendable {
         configure(index, &settings)
         let manager: SessionManager = kind == .delta
             ? try DeltaSessionManager(channel: channel, configuration: settings)
-            : try makeBackupManager(channel, settings)
+            : try BackupSessionManager(channel: channel, configuration: settings)
         let node = Node(channel: channel, manager: manager, tcp: tcp, channelTask: channelTask)
         lock.withLock { _nodes.append(node) }
         if startManager { self.startManager(index) }
@@ -112,19 +112,18 @@ final class SessionTestCluster: @unchecked Sendable {
     }
 
     /// Kills a node: no goodbye; its peers see the connections break and their failure
-    /// detectors remove it.
+    /// detectors remove it. (Its channel object stays until ``stop()``, like a crashed process
+    /// nobody can reach.)
     func kill(_ index: Int) async {
         let node = nodes[index]
         lock.withLock { _nodes[index].alive = false }
         if let network {
             network.kill(node.channel.localMember.endpoint)
         } else {
-            await node.tcp?.shutdown()
+            await node.tcp?.abort()
         }
         node.manager.shutdown()
         _ = try? await node.managerTask?.value
-        node.channel.shutdown()
-        _ = try? await node.channelTask.value
     }
 
     /// Waits until every live node's channel no longer sees the killed ones.
@@ -140,7 +139,7 @@ final class SessionTestCluster: @unchecked Sendable {
     func stop() async {
         for node in nodes where node.alive { node.manager.shutdown() }
         for node in nodes { _ = try? await node.managerTask?.value }
-        for node in nodes where node.alive { node.channel.shutdown() }
+        for node in nodes { node.channel.shutdown() }
         for node in nodes { _ = try? await node.channelTask.value }
     }
 }
@@ -156,6 +155,3 @@ func expectEventually(
     if !ok { Issue.record("timed out waiting for \(what())", sourceLocation: sourceLocation) }
 }
 
-func makeBackupManager(_ channel: GroupChannel, _ settings: SessionManagerConfiguration) throws -> SessionManager {
-    throw CohortError(.internal, "not yet")
-}

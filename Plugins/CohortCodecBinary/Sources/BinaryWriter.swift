@@ -87,8 +87,7 @@ final class BinaryWriter {
                     buffer.setInteger(UInt8(truncatingIfNeeded: frame.count), at: frame.countOffset)
                 }
             case .slot:
-                writeTag(.map8)
-                buffer.writeInteger(UInt8(0))
+                buffer.writeMultipleIntegers(BinaryTag.map8.rawValue, UInt8(0))
             }
         }
     }
@@ -122,9 +121,8 @@ final class BinaryWriter {
                 )
             )
         }
-        writeTag(kind == .unkeyed ? .array8 : .map8)
-        let frame = BinaryFrame(kind: kind, level: level, countOffset: buffer.writerIndex)
-        buffer.writeInteger(UInt8(0))
+        let frame = BinaryFrame(kind: kind, level: level, countOffset: buffer.writerIndex + 1)
+        buffer.writeMultipleIntegers((kind == .unkeyed ? BinaryTag.array8 : BinaryTag.map8).rawValue, UInt8(0))
         frames.append(frame)
         return frame
     }
@@ -191,15 +189,37 @@ final class BinaryWriter {
         buffer.writeInteger(tag.rawValue)
     }
 
-    /// An LEB128 varint without a tag.
+    /// An LEB128 varint without a tag, written with one buffer call.
     @inline(__always)
     func writeVarint(_ value: UInt64) {
-        var rest = value
-        while rest >= 0x80 {
-            buffer.writeInteger(UInt8(truncatingIfNeeded: rest) | 0x80)
-            rest >>= 7
+        var scratch: (UInt64, UInt64) = (0, 0)
+        let count = withUnsafeMutableBytes(of: &scratch) { Self.varint(value, into: $0, at: 0) }
+        withUnsafeBytes(of: &scratch) { _ = buffer.writeBytes(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+    }
+
+    /// A tag and an LEB128 varint, written with one buffer call.
+    @inline(__always)
+    func writeTagged(_ tag: BinaryTag, _ value: UInt64) {
+        var scratch: (UInt64, UInt64) = (0, 0)
+        let count = withUnsafeMutableBytes(of: &scratch) { raw -> Int in
+            raw[0] = tag.rawValue
+            return 1 + Self.varint(value, into: raw, at: 1)
         }
-        buffer.writeInteger(UInt8(truncatingIfNeeded: rest))
+        withUnsafeBytes(of: &scratch) { _ = buffer.writeBytes(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+    }
+
+    /// Puts the varint of `value` into `raw` at `start` (at most ten bytes); returns its size.
+    @inline(__always)
+    private static func varint(_ value: UInt64, into raw: UnsafeMutableRawBufferPointer, at start: Int) -> Int {
+        var rest = value
+        var index = start
+        while rest >= 0x80 {
+            raw[index] = UInt8(truncatingIfNeeded: rest) | 0x80
+            rest >>= 7
+            index += 1
+        }
+        raw[index] = UInt8(truncatingIfNeeded: rest)
+        return index + 1 - start
     }
 
     func writeNil() {
@@ -211,13 +231,11 @@ final class BinaryWriter {
     }
 
     func writeSigned(_ value: Int64) {
-        writeTag(.signed)
-        writeVarint(BinaryFormat.zigzag(value))
+        writeTagged(.signed, BinaryFormat.zigzag(value))
     }
 
     func writeUnsigned(_ value: UInt64) {
-        writeTag(.unsigned)
-        writeVarint(value)
+        writeTagged(.unsigned, value)
     }
 
     /// The shortest exact form: `signed` for whole numbers, else `float32`.
@@ -225,8 +243,7 @@ final class BinaryWriter {
         if let whole = Self.wholeNumber(Double(value)) {
             writeSigned(whole)
         } else {
-            writeTag(.float32)
-            buffer.writeInteger(value.bitPattern)
+            buffer.writeMultipleIntegers(BinaryTag.float32.rawValue, value.bitPattern)
         }
     }
 
@@ -236,11 +253,9 @@ final class BinaryWriter {
         if let whole = Self.wholeNumber(value) {
             writeSigned(whole)
         } else if let narrow = Float(exactly: value) {
-            writeTag(.float32)
-            buffer.writeInteger(narrow.bitPattern)
+            buffer.writeMultipleIntegers(BinaryTag.float32.rawValue, narrow.bitPattern)
         } else {
-            writeTag(.float64)
-            buffer.writeInteger(value.bitPattern)
+            buffer.writeMultipleIntegers(BinaryTag.float64.rawValue, value.bitPattern)
         }
     }
 
@@ -252,22 +267,19 @@ final class BinaryWriter {
     }
 
     func writeString(_ value: String) {
-        writeTag(.string)
-        writeVarint(UInt64(value.utf8.count))
+        writeTagged(.string, UInt64(value.utf8.count))
         buffer.writeString(value)
     }
 
     /// Raw bytes from any contiguous collection (`[UInt8]`, `Data`).
     func writeBytes<Bytes: Collection>(_ bytes: Bytes) where Bytes.Element == UInt8 {
-        writeTag(.bytes)
-        writeVarint(UInt64(bytes.count))
+        writeTagged(.bytes, UInt64(bytes.count))
         buffer.writeBytes(bytes)
     }
 
     /// The readable bytes of a buffer, without copying them anywhere else first.
     func writeBytes(_ bytes: ByteBuffer) {
-        writeTag(.bytes)
-        writeVarint(UInt64(bytes.readableBytes))
+        writeTagged(.bytes, UInt64(bytes.readableBytes))
         buffer.writeImmutableBuffer(bytes)
     }
 

@@ -67,12 +67,13 @@ final class InboundProcessor: @unchecked Sendable {
             switch (guarantee, result) {
             case (.processed, .processed):
                 channel.writeAndFlush(Frames.seq(.processed, item.seq, allocator: channel.allocator), promise: nil)
-            case (_, .handlerFailed(let text)) where guarantee == .processed:
+            case (_, .handlerFailed(let text)):
+                // Reported for every guarantee: an asynchronous sender learns of it through its
+                // async-failure report.
                 channel.writeAndFlush(Frames.failed(item.seq, reason: 1, text: text, allocator: channel.allocator), promise: nil)
             case (_, .rejected(let text)):
-                // Rejections are reported for every guarantee, so asynchronous senders learn of them too.
                 channel.writeAndFlush(Frames.failed(item.seq, reason: 2, text: text, allocator: channel.allocator), promise: nil)
-            default:
+            case (_, .processed):
                 break
             }
         }

@@ -219,9 +219,14 @@ final class OutboundConnection: @unchecked Sendable {
             inFlight.subtract(1, ordering: .relaxed)
             if let ticket = entry.ticket {
                 ticket.resolve(slot: entry.slot, outcome)
-            } else if let member {
-                transport.reportAsyncFailure(count: 1, to: member, reason: "rejected by the receiver: \(text)")
+                return
             }
+        }
+        // An asynchronous (or receipt-acknowledged) message that the receiver could not handle:
+        // its sender has already returned, so the failure goes to the async-failure report.
+        if let member {
+            let what = reason == 1 ? "the receiver's handler failed" : "rejected by the receiver"
+            transport.reportAsyncFailure(count: 1, to: member, reason: "\(what): \(text)")
         }
     }
 

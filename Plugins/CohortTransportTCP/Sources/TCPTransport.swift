@@ -190,6 +190,12 @@ public final class TCPTransport: Transport, @unchecked Sendable {
         }
     }
 
+    /// The next sequence number. Loop only.
+    private func nextSequence() -> UInt64 {
+        loop.preconditionInEventLoop()
+        return sequence.add(1, ordering: .relaxed).newValue
+    }
+
     func scheduleFlush(_ connection: OutboundConnection) {
         flushQueue.append(connection)
         if !flushScheduled {
@@ -213,8 +219,6 @@ public final class TCPTransport: Transport, @unchecked Sendable {
         if isShuttingDown {
             return SendReport(outcomes: members.map { ($0.id, .connectionFailed("transport shut down")) })
         }
-        let seq = sequence.add(1, ordering: .relaxed).newValue
-        let frame = Frames.data(message, seq: seq, allocator: allocator)
         var guarantee = message.options.guarantee
 
         // Queue limits, per member, checked without touching the loop.
@@ -245,8 +249,13 @@ public final class TCPTransport: Transport, @unchecked Sendable {
             }
         }
 
+        // The sequence number is taken on the loop, where every write happens, so numbers reach
+        // each connection in increasing order (cumulative acks rely on it). The frame is built
+        // there once and the same buffer goes to every connection.
         if guarantee == .asynchronous {
             loop.execute { [self] in
+                let seq = nextSequence()
+                let frame = Frames.data(message, seq: seq, allocator: allocator)
                 for (i, connection) in connections.enumerated() where early[i] == nil {
                     connection.inFlight.add(1, ordering: .relaxed)
                     connection.enqueue(frame, seq: seq, ticket: nil, slot: i, guarantee: .asynchronous)
@@ -265,7 +274,9 @@ public final class TCPTransport: Transport, @unchecked Sendable {
         let sendGuarantee = guarantee
         return await withCheckedContinuation { continuation in
             ticket.install(continuation)
-            loop.execute {
+            loop.execute { [self] in
+                let seq = nextSequence()
+                let frame = Frames.data(message, seq: seq, allocator: allocator)
                 for (i, connection) in connections.enumerated() where early[i] == nil {
                     connection.inFlight.add(1, ordering: .relaxed)
                     connection.enqueue(frame, seq: seq, ticket: ticket, slot: i, guarantee: sendGuarantee)

@@ -59,8 +59,14 @@ public struct MembershipState: Sendable {
     private var entries: [MemberID: Entry] = [:]
     private var candidates: [Endpoint: Candidate] = [:]
     private var lastHeartbeat: ContinuousClock.Instant?
-    /// Members removed by a verdict, so late packets from them are refused (incarnations).
+    /// Members that left or were replaced by a new incarnation, so late packets from them are
+    /// refused.
     private var tombstones: Set<MemberID> = []
+    /// Where discovery last saw each member announce itself (for ``onDiscoveryGone(_:now:)``).
+    private var announced: [MemberID: Endpoint] = [:]
+    /// The last incarnation removed by a verdict at each address: retired when another one
+    /// joins there.
+    private var removedAt: [Endpoint: MemberID] = [:]
 
     public init(local: Member, settings: Settings = Settings()) {
         self.local = local
@@ -72,6 +78,9 @@ public struct MembershipState: Sendable {
 
     /// Whether an id was removed earlier (an old incarnation).
     public func isTombstoned(_ id: MemberID) -> Bool { tombstones.contains(id) }
+
+    /// The ids that left or were replaced by a new incarnation: their messages are refused.
+    public var retiredIDs: Set<MemberID> { tombstones }
 
     // MARK: - discovery
 
@@ -85,6 +94,49 @@ public struct MembershipState: Sendable {
         }
         actions.append(contentsOf: dueHandshakes(now: now))
         return actions
+    }
+
+    /// Discovery heard a member announce itself (a multicast heartbeat: `DiscoveryEvent.alive`).
+    ///
+    /// Its address becomes a candidate to handshake with, unless it is a member already (the
+    /// announcement is not a sign of life: liveness comes from the members' own heartbeats). An
+    /// announcement by a new incarnation at a known address makes that address due again.
+    public mutating func onAnnounced(_ member: Member, now: ContinuousClock.Instant) -> [Action] {
+        guard member.id != local.id, member.endpoint != local.endpoint, !tombstones.contains(member.id),
+              member.domain == local.domain
+        else { return [] }
+        if announced[member.id] == nil {
+            // One address per member: forget older incarnations announced at the same address.
+            for (id, endpoint) in announced where endpoint == member.endpoint { announced.removeValue(forKey: id) }
+        }
+        announced[member.id] = member.endpoint
+        if var candidate = candidates[member.endpoint] {
+            if let known = candidate.memberID, known != member.id {
+                candidate.memberID = nil
+                candidate.nextAttempt = now
+                candidates[member.endpoint] = candidate
+            }
+        } else {
+            candidates[member.endpoint] = Candidate(inFlight: false, nextAttempt: now, memberID: nil)
+        }
+        return dueHandshakes(now: now)
+    }
+
+    /// Discovery reports a member gone (unheard of for its drop time, or a leave announcement:
+    /// `DiscoveryEvent.gone`).
+    ///
+    /// Its address stops being a candidate (no handshakes with a dead address until it is
+    /// announced again), and a member still in the view is reported missing, for the failure
+    /// detector to verify: discovery alone never removes anyone.
+    public mutating func onDiscoveryGone(_ id: MemberID, now: ContinuousClock.Instant) -> [Action] {
+        if let endpoint = announced.removeValue(forKey: id), let candidate = candidates[endpoint],
+           candidate.memberID == nil || candidate.memberID == id {
+            candidates.removeValue(forKey: endpoint)
+        }
+        for (endpoint, candidate) in candidates where candidate.memberID == id {
+            candidates.removeValue(forKey: endpoint)
+        }
+        return onConnectionLost(id, reason: "discovery reports it gone", now: now)
     }
 
     // MARK: - handshakes
@@ -121,6 +173,10 @@ public struct MembershipState: Sendable {
             existing.lastHeard = now
             entries[member.id] = existing
             return actions
+        }
+        // A new incarnation at the address of a member removed earlier retires that one for good.
+        if let old = removedAt.removeValue(forKey: member.endpoint), old != member.id {
+            tombstones.insert(old)
         }
         // A new incarnation at the address of a known member replaces it: the old one is gone.
         for (id, entry) in entries where entry.member.endpoint == member.endpoint {
@@ -177,7 +233,9 @@ public struct MembershipState: Sendable {
         var actions: [Action] = []
         guard let entry = entries.removeValue(forKey: id) else { return actions }
         // Not tombstoned: if the verdict was wrong (a partition that healed), a fresh handshake
-        // from the same incarnation brings the member back.
+        // from the same incarnation brings the member back — until another incarnation joins at
+        // its address (a restart), which retires it.
+        removedAt[entry.member.endpoint] = id
         forgetCandidate(of: id, retryAt: now.advanced(by: settings.retryInterval))
         actions.append(.disconnect(entry.member))
         return actions

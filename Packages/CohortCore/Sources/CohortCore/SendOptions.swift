@@ -1,7 +1,7 @@
 /// How far a send waits before it returns (Tribes' async, USE_ACK, SYNCHRONIZED_ACK).
 public enum DeliveryGuarantee: UInt8, Sendable, Codable, CaseIterable, CustomStringConvertible {
     /// Return once the message is queued for every destination. Failures are reported later,
-    /// through ``SendOptions/onAsyncFailure`` of the channel and the `cohort.send.async_failures`
+    /// through the channel's `onAsyncFailure` handler and the `cohort.send.async_failures`
     /// metric — never silently.
     case asynchronous = 0
     /// Return once every destination has received the message (Tribes' USE_ACK).

@@ -100,7 +100,7 @@ public enum WireFormat {
         let guarantee = buffer.getInteger(at: start + 7, as: UInt8.self)!
         let length = Int(buffer.getInteger(at: start + 8, as: UInt32.self)!)
         guard length <= maxFrameSize else {
-            throw CohortError(.frameTooLarge, "peer announced a frame of \(length) bytes, above the cap of \(maxFrameSize) bytes; raise transport.maxFrameSize on every member if such messages are intended")
+            throw CohortError(.frameTooLarge, "peer announced a frame of \(length) bytes, above the cap of \(maxFrameSize) bytes; raise maxFrameSize (COHORT_MAX_FRAME_SIZE) on every member if such messages are intended")
         }
         guard buffer.readableBytes >= headerSize + length else { return nil }
         buffer.moveReaderIndex(forwardBy: headerSize)

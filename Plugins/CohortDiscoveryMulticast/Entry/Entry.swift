@@ -1,0 +1,10 @@
+import CohortCore
+import CohortDiscoveryMulticast
+
+@_cdecl("cohort_plugin_abi_version")
+public func cohort_plugin_abi_version() -> UInt32 { cohortPluginABIVersion }
+
+@_cdecl("cohort_plugin_manifest")
+public func cohort_plugin_manifest() -> UnsafeMutableRawPointer {
+    PluginManifest(factories: [MulticastDiscoveryPlugin()]).retainedPointer()
+}

@@ -1,0 +1,86 @@
+import CohortNIO
+
+/// Opening and configuring the UDP sockets of multicast discovery.
+enum MulticastSocket {
+    /// Opens a datagram socket with the multicast options of `configuration` (TTL, loop,
+    /// outgoing interface). Multicast membership is joined by the caller.
+    static func open(
+        group: any EventLoopGroup,
+        bindTo address: SocketAddress,
+        configuration: MulticastDiscoveryConfiguration,
+        device: NIONetworkDevice?,
+        handler: DatagramHandler?
+    ) async throws -> any Channel {
+        let channel = try await DatagramBootstrap(group: group)
+            // Several members on one host share the group port.
+            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let handler { try channel.pipeline.syncOperations.addHandler(handler) }
+                }
+            }
+            .bind(to: address)
+            .get()
+        do {
+            guard let options = channel as? any SocketOptionProvider else {
+                throw CohortError(.internal, "the datagram channel does not expose socket options")
+            }
+            try await options.setIPMulticastLoop(configuration.loopback ? 1 : 0).get()
+            if let ttl = configuration.ttl {
+                try await options.setIPMulticastTTL(CUnsignedChar(ttl)).get()
+            }
+            if let device, case .v4(let v4)? = device.address {
+                try await options.setIPMulticastIF(v4.address.sin_addr).get()
+            }
+            return channel
+        } catch {
+            try? await channel.close()
+            throw error
+        }
+    }
+
+    /// The interface to join and send on: the configured one (name or IPv4 address); else the one
+    /// that owns the listen address (so a node on 127.0.0.1 keeps its multicast on loopback);
+    /// else nil, which leaves the choice to the routing table.
+    ///
+    /// - Throws: ``CohortCore/CohortError/Code/badConfiguration`` when a configured interface
+    ///   does not exist or has no IPv4 address.
+    static func device(_ configured: String?, listenHost: String) throws -> NIONetworkDevice? {
+        let devices = try System.enumerateDevices().filter { device in
+            if case .v4? = device.address { return true }
+            return false
+        }
+        func ipv4(_ device: NIONetworkDevice) -> String? {
+            if case .v4(let v4)? = device.address { return v4.host }
+            return nil
+        }
+        if let configured {
+            if let match = devices.first(where: { $0.name == configured || ipv4($0) == configured }) { return match }
+            let known = devices.map { "\($0.name) \(ipv4($0) ?? "?")" }.joined(separator: ", ")
+            throw CohortError(.badConfiguration, "discovery.multicast setting 'interface': no network interface '\(configured)' with an IPv4 address (this host has: \(known))")
+        }
+        let host = listenHost == "localhost" ? "127.0.0.1" : listenHost
+        guard MulticastDiscoveryConfiguration.ipv4Octets(host) != nil, host != "0.0.0.0" else { return nil }
+        return devices.first { ipv4($0) == host }
+    }
+}
+
+/// Hands every datagram's bytes to a closure (on the event loop).
+final class DatagramHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    let onDatagram: @Sendable (ByteBuffer) -> Void
+
+    init(onDatagram: @escaping @Sendable (ByteBuffer) -> Void) {
+        self.onDatagram = onDatagram
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        onDatagram(unwrapInboundIn(data).data)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // NIO closes the socket on fatal errors; the heartbeat loop then re-opens it. Recoverable
+        // errors (ECONNREFUSED after a failed send, ENOMEM) leave it open.
+        context.fireErrorCaught(error)
+    }
+}

@@ -1,0 +1,320 @@
+import Cohort
+
+/// The shell around ``PrimaryBackupState``: local changes go to the backups (and new locations
+/// to everyone), misses fetch the entry from its holder, and membership changes trigger
+/// failover and re-backup.
+///
+/// Handlers never wait for a round trip: what a handler must send (a fetch reply, a copy for a
+/// new backup, a location update) is queued and sent by a child task of ``run()``.
+actor PrimaryBackupReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
+    typealias Action = PrimaryBackupState<Entry>.Action
+
+    /// A fetch this node sent: waiting for the send, the reply, or both.
+    private enum FetchSlot {
+        case sent(target: MemberID)
+        case replied(FetchReply?)
+        case waiting(target: MemberID, CheckedContinuation<FetchReply?, Never>)
+    }
+
+    nonisolated let settings: ReplicatorSettings
+    nonisolated let channel: GroupChannel
+    nonisolated let codec: any MessageCodec
+    nonisolated let wall: WallClock
+    nonisolated let logger: Logger
+    nonisolated let observer: ReplicaObserver<Entry>
+    var state: PrimaryBackupState<Entry>
+    private var readyWaiters: [CheckedContinuation<Void, any Error>] = []
+    private var finished = false
+    private var runStarted = ContinuousClock.now
+    private var settleTicked = false
+    private var fetches: [UInt64: FetchSlot] = [:]
+    private var nextFetch: UInt64 = 1
+    nonisolated private let jobs: AsyncStream<Action>
+    nonisolated private let jobInput: AsyncStream<Action>.Continuation
+
+    init(settings: ReplicatorSettings, channel: GroupChannel, codec: any MessageCodec, clock: any CohortClock, logger: Logger, observer: ReplicaObserver<Entry>) {
+        self.settings = settings
+        self.channel = channel
+        self.codec = codec
+        self.wall = WallClock(clock: clock)
+        self.logger = logger
+        self.observer = observer
+        self.state = PrimaryBackupState(
+            local: channel.localMember.id,
+            settings: .init(backups: settings.backups, settle: settings.settle.milliseconds, tombstoneRetention: settings.tombstoneRetention.milliseconds)
+        )
+        (jobs, jobInput) = AsyncStream.makeStream(of: Action.self)
+    }
+
+    var local: MemberID { state.local }
+
+    // MARK: - lifecycle
+
+    func run() async throws {
+        runStarted = ContinuousClock.now
+        let router = try ReplicationRouter.router(for: channel)
+        let events = channel.membershipEvents()
+        try router.register(settings.name, self)
+        defer { router.unregister(settings.name) }
+        queue(perform(state.onStart(members: channel.view.members, now: wall.now)))
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
+                group.addTask {
+                    for await event in events { await self.membership(event) }
+                }
+                group.addTask { [wall] in
+                    while !Task.isCancelled {
+                        do { try await wall.clock.sleep(for: await self.nextTick()) } catch { return }
+                        await self.tick()
+                    }
+                }
+                for await job in jobs {
+                    group.addTask { await self.send(job) }
+                }
+                group.cancelAll()
+            }
+        } onGracefulShutdown: { [jobInput] in
+            jobInput.finish()
+        }
+        finished = true
+        for waiter in readyWaiters {
+            waiter.resume(throwing: CohortError(.notRunning, "store '\(settings.name)' stopped before it was ready"))
+        }
+        readyWaiters.removeAll()
+        for (_, slot) in fetches {
+            if case .waiting(_, let continuation) = slot { continuation.resume(returning: nil) }
+        }
+        fetches.removeAll()
+    }
+
+    nonisolated func shutdown() { jobInput.finish() }
+
+    func waitUntilReady() async throws {
+        if state.isReady { return }
+        if finished { throw CohortError(.notRunning, "store '\(settings.name)' is not running") }
+        try await withCheckedThrowingContinuation { readyWaiters.append($0) }
+    }
+
+    // MARK: - reads
+
+    /// The entry of a key: the local copy, or one fetched from a holder. With `take`, this
+    /// node becomes the owner (the entry follows the requests).
+    func read(_ key: String, take: Bool) async -> Entry? {
+        let now = wall.now
+        if let copy = state.live(key, now: now), !take || state.locations[key]?.owner == local { return copy }
+        return await fetch(key, take: take)
+    }
+
+    /// Every live copy this node owns.
+    func ownedEntries() -> [String: Entry] {
+        let now = wall.now
+        return state.copies.filter { $0.value.deadline.map { $0 > now } ?? true && state.locations[$0.key]?.owner == local }
+    }
+
+    /// Every key of the location table.
+    func keys() -> [String] { Array(state.locations.keys) }
+
+    /// Where a key lives, as this node knows it.
+    func location(of key: String) -> Location? { state.locations[key] }
+
+    private func fetch(_ key: String, take: Bool) async -> Entry? {
+        var tried = Set<MemberID>()
+        for _ in 0..<3 {
+            guard let location = state.locations[key] else { return nil }
+            let holders = location.holders.filter { $0 != local && state.isAlive($0) }
+            guard let target = holders.first(where: { !tried.contains($0) }) ?? holders.first else {
+                return state.live(key, now: wall.now)
+            }
+            tried.insert(target)
+            let request = nextFetch
+            nextFetch += 1
+            fetches[request] = .sent(target: target)
+            let message = FetchRequest(store: settings.name, request: request, key: key, takeOwnership: take)
+            let report = try? await channel.send(message, to: .member(target), options: settings.controlOptions)
+            guard report?.allSucceeded == true else {
+                fetches[request] = nil
+                continue
+            }
+            let reply: FetchReply? = await withCheckedContinuation { continuation in
+                switch fetches[request] {
+                case .replied(let reply):
+                    fetches[request] = nil
+                    continuation.resume(returning: reply)
+                case .sent(let target):
+                    fetches[request] = .waiting(target: target, continuation)
+                default:
+                    continuation.resume(returning: nil)
+                }
+            }
+            guard let reply else { continue }
+            var entry: Entry?
+            if let body = reply.body {
+                do {
+                    entry = try codec.decodeValue(Entry.self, from: body, what: "fetched '\(key)'")
+                } catch {
+                    observer.failure(.codec, 1, error)
+                    return nil
+                }
+            }
+            queue(perform(state.onFetchReply(key, entry: entry, location: reply.location, now: wall.now)))
+            if let entry { return entry }
+            if reply.location == nil || reply.location == location { return nil }
+        }
+        return nil
+    }
+
+    // MARK: - changes
+
+    /// Applies a local change (taking ownership first when another node owns the key) and
+    /// sends it to the backups, and new locations to everyone.
+    func commit(_ key: String, _ delta: Entry.Delta, mustCreate: Bool) async throws -> ReplicationReport {
+        for _ in 0..<3 {
+            var delta = delta
+            delta.stamp = state.nextEntryStamp(for: key)
+            let now = wall.now
+            switch state.onLocalCommit(key, delta, mustCreate: mustCreate, now: now) {
+            case .success(let actions):
+                return try await sendNow(perform(actions))
+            case .failure(.notOwner):
+                _ = await fetch(key, take: true)
+            case .failure(.notFound):
+                throw CohortError(.notFound, "'\(key)' does not exist in store '\(settings.name)' (never created, removed, expired, or lost)")
+            case .failure(.exists):
+                throw CohortError(.duplicate, "'\(key)' already exists in store '\(settings.name)'")
+            }
+        }
+        throw CohortError(.timeout, "could not take ownership of '\(key)' in store '\(settings.name)': its owner keeps changing")
+    }
+
+    // MARK: - receiving
+
+    nonisolated func receive(_ message: any ReplicaMessage, from sender: Member) async throws {
+        switch message {
+        case let store as BackupStore:
+            let entry = try decode(Entry.self, store.body, "a copy of '\(store.key)' from \(sender.name)")
+            await apply { $0.onStore(store.key, entry: entry, location: store.location, now: $1) }
+        case let update as BackupUpdate:
+            let delta = try decode(Entry.Delta.self, update.body, "a change of '\(update.key)' from \(sender.name)")
+            await apply { $0.onUpdate(update.key, delta: delta, now: $1) }
+        case let update as LocationUpdate:
+            await apply { $0.onLocate(update.locations, now: $1) }
+        case let removal as LocationRemoval:
+            await apply { $0.onRemoveLocations(removal.keys, reason: removal.reason, now: $1) }
+        case let request as LocationsRequest:
+            await apply { $0.onLocationsRequest(from: sender.id, request: request.request, now: $1) }
+        case let batch as LocationsBatch:
+            await apply { $0.onLocationsBatch(from: sender.id, request: batch.request, locations: batch.locations, last: batch.last, now: $1) }
+        case let request as FetchRequest:
+            await apply { $0.onFetchRequest(request.key, from: sender.id, request: request.request, take: request.takeOwnership, now: $1) }
+        case let reply as FetchReply:
+            await fetchReplied(reply)
+        default:
+            throw CohortError(.internal, "store '\(settings.name)' keeps primaries and backups and does not take \(type(of: message)) messages; two nodes run different kinds of store under one name")
+        }
+    }
+
+    private nonisolated func decode<Value: Decodable>(_ type: Value.Type, _ body: ByteBuffer, _ what: String) throws -> Value {
+        do {
+            return try codec.decodeValue(type, from: body, what: what)
+        } catch {
+            observer.failure(.codec, 1, error)
+            logger.warning("store \(settings.name): \(error)")
+            throw error
+        }
+    }
+
+    private func apply(_ change: (inout PrimaryBackupState<Entry>, WallMillis) -> [Action]) {
+        queue(perform(change(&state, wall.now)))
+    }
+
+    private func fetchReplied(_ reply: FetchReply) {
+        switch fetches[reply.request] {
+        case .waiting(_, let continuation):
+            fetches[reply.request] = nil
+            continuation.resume(returning: reply)
+        case .sent:
+            fetches[reply.request] = .replied(reply)
+        default:
+            break
+        }
+    }
+
+    private func failFetches(to member: MemberID) {
+        for (request, slot) in fetches {
+            switch slot {
+            case .waiting(member, let continuation):
+                fetches[request] = nil
+                continuation.resume(returning: nil)
+            case .sent(member):
+                fetches[request] = .replied(nil)
+            default:
+                break
+            }
+        }
+    }
+
+    private func membership(_ event: MembershipEvent) {
+        switch event {
+        case .added(let member):
+            apply { $0.onMemberAdded(member, now: $1) }
+        case .removed(let member), .left(let member):
+            apply { $0.onMemberRemoved(member.id, now: $1) }
+            failFetches(to: member.id)
+        case .suspected, .recovered:
+            break
+        }
+    }
+
+    /// How long until the next tick: the settle deadline while starting, else the tick interval.
+    private func nextTick() -> Duration {
+        guard !state.isReady, !settleTicked else { return settings.tick }
+        let remaining = state.startedAt.map { $0 + settings.settle.milliseconds - wall.now } ?? 0
+        if remaining <= 0 { settleTicked = true }
+        return min(settings.tick, .milliseconds(max(0, remaining)))
+    }
+
+    private func tick() {
+        apply { $0.onTick(now: $1) }
+    }
+
+    func failed(_ action: Action, report: SendReport?) {
+        switch action {
+        case .requestLocations(let member, let request):
+            apply { $0.onLocationsRequestFailed(to: member, request: request, now: $1) }
+        case .store:
+            for failure in report?.failures ?? [] {
+                apply { $0.onStoreFailed(to: failure.member, now: $1) }
+            }
+        default:
+            break
+        }
+    }
+
+    /// Handles the non-network actions now and returns the ones that send.
+    private func perform(_ actions: [Action]) -> [Action] {
+        var sends: [Action] = []
+        var events: [ReplicaEvent<Entry>] = []
+        for action in actions {
+            switch action {
+            case .event(let event):
+                events.append(event)
+            case .becameReady:
+                observer.ready(0, ContinuousClock.now - runStarted)
+                for waiter in readyWaiters { waiter.resume() }
+                readyWaiters.removeAll()
+            case .dropped(let lost, let orphans):
+                if lost > 0 { observer.failure(.lost, lost, CohortError(.notFound, "\(lost) key(s) lost: every holder left")) }
+                if orphans > 0 { observer.failure(.orphans, orphans, CohortError(.notFound, "\(orphans) change(s) for copies this node does not hold")) }
+            default:
+                sends.append(action)
+            }
+        }
+        if !events.isEmpty { observer.events(events) }
+        observer.owned(state.ownedCount)
+        return sends
+    }
+
+    private func queue(_ actions: [Action]) {
+        for action in actions { jobInput.yield(action) }
+    }
+}

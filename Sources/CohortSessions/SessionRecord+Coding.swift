@@ -1,0 +1,147 @@
+import Cohort
+
+// Session records and deltas are encoded as one flat unkeyed container of primitives (a format
+// number first), not as nested keyed containers: a record is written once per state transfer
+// and a delta once per request, and nested containers cost most of the encoding time. The
+// attribute values inside are bytes already encoded with the manager's codec.
+
+extension UnkeyedEncodingContainer {
+    mutating func encode(stamp: Stamp) throws {
+        try encode(stamp.counter)
+        try encode(stamp.origin)
+    }
+
+    mutating func encode(optional value: (some Encodable)?) throws {
+        if let value { try encode(value) } else { try encodeNil() }
+    }
+}
+
+extension UnkeyedDecodingContainer {
+    mutating func decodeStamp() throws -> Stamp {
+        Stamp(counter: try decode(UInt64.self), origin: try decode(UInt64.self))
+    }
+
+    mutating func decodeOptional<T: Decodable>(_ type: T.Type) throws -> T? {
+        try decodeNil() ? nil : try decode(type)
+    }
+
+    mutating func checkFormat(_ expected: UInt8, of what: String) throws {
+        let format = try decode(UInt8.self)
+        guard format == expected else {
+            throw DecodingError.dataCorrupted(.init(codingPath: codingPath, debugDescription: "\(what) format \(format) is not supported (expected \(expected)); run the same version on every node"))
+        }
+    }
+}
+
+extension SessionRecord {
+    static let format: UInt8 = 1
+
+    init(from decoder: any Decoder) throws {
+        var c = try decoder.unkeyedContainer()
+        try c.checkFormat(Self.format, of: "session record")
+        id = try c.decode(String.self)
+        creationTime = try c.decode(WallMillis.self)
+        lastAccessedTime = try c.decode(WallMillis.self)
+        version = try c.decode(UInt64.self)
+        latestStamp = try c.decodeStamp()
+        maxInactive = Stamped(value: try c.decode(Int64.self), stamp: try c.decodeStamp())
+        absoluteExpiry = Stamped(value: try c.decodeOptional(WallMillis.self), stamp: try c.decodeStamp())
+        principal = Stamped(value: try c.decodeOptional(String.self), stamp: try c.decodeStamp())
+        let count = try c.decode(Int.self)
+        guard count >= 0 else { throw DecodingError.dataCorruptedError(in: c, debugDescription: "negative attribute count") }
+        attributes = Dictionary(minimumCapacity: count)
+        for _ in 0..<count {
+            let name = try c.decode(String.self)
+            let value = try c.decodeOptional(ByteBuffer.self)
+            attributes[name] = Stamped(value: value, stamp: try c.decodeStamp())
+        }
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.unkeyedContainer()
+        try c.encode(Self.format)
+        try c.encode(id)
+        try c.encode(creationTime)
+        try c.encode(lastAccessedTime)
+        try c.encode(version)
+        try c.encode(stamp: latestStamp)
+        try c.encode(maxInactive.value)
+        try c.encode(stamp: maxInactive.stamp)
+        try c.encode(optional: absoluteExpiry.value)
+        try c.encode(stamp: absoluteExpiry.stamp)
+        try c.encode(optional: principal.value)
+        try c.encode(stamp: principal.stamp)
+        try c.encode(attributes.count)
+        for (name, slot) in attributes {
+            try c.encode(name)
+            try c.encode(optional: slot.value)
+            try c.encode(stamp: slot.stamp)
+        }
+    }
+}
+
+extension SessionDelta {
+    static let format: UInt8 = 1
+
+    /// Which optional fields follow, one bit each.
+    private struct Fields: OptionSet {
+        let rawValue: UInt8
+        static let creation = Fields(rawValue: 1 << 0)
+        static let access = Fields(rawValue: 1 << 1)
+        static let maxInactive = Fields(rawValue: 1 << 2)
+        static let absoluteExpiry = Fields(rawValue: 1 << 3)
+        static let principal = Fields(rawValue: 1 << 4)
+        static let invalidated = Fields(rawValue: 1 << 5)
+        static let newID = Fields(rawValue: 1 << 6)
+    }
+
+    init(from decoder: any Decoder) throws {
+        var c = try decoder.unkeyedContainer()
+        try c.checkFormat(Self.format, of: "session delta")
+        sessionID = try c.decode(String.self)
+        stamp = try c.decodeStamp()
+        let fields = Fields(rawValue: try c.decode(UInt8.self))
+        creation = fields.contains(.creation) ? Creation(creationTime: try c.decode(WallMillis.self)) : nil
+        lastAccessedTime = fields.contains(.access) ? try c.decode(WallMillis.self) : nil
+        maxInactive = fields.contains(.maxInactive) ? try c.decode(Int64.self) : nil
+        absoluteExpiry = fields.contains(.absoluteExpiry) ? Change(value: try c.decodeOptional(WallMillis.self)) : nil
+        principal = fields.contains(.principal) ? Change(value: try c.decodeOptional(String.self)) : nil
+        invalidated = fields.contains(.invalidated)
+        newID = fields.contains(.newID) ? try c.decode(String.self) : nil
+        let count = c.isAtEnd ? 0 : try c.decode(Int.self)
+        attributes = Dictionary(minimumCapacity: max(0, count))
+        for _ in 0..<max(0, count) {
+            let name = try c.decode(String.self)
+            attributes[name] = .some(try c.decodeOptional(ByteBuffer.self))
+        }
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.unkeyedContainer()
+        try c.encode(Self.format)
+        try c.encode(sessionID)
+        try c.encode(stamp: stamp)
+        var fields: Fields = []
+        if creation != nil { fields.insert(.creation) }
+        if lastAccessedTime != nil { fields.insert(.access) }
+        if maxInactive != nil { fields.insert(.maxInactive) }
+        if absoluteExpiry != nil { fields.insert(.absoluteExpiry) }
+        if principal != nil { fields.insert(.principal) }
+        if invalidated { fields.insert(.invalidated) }
+        if newID != nil { fields.insert(.newID) }
+        try c.encode(fields.rawValue)
+        if let creation { try c.encode(creation.creationTime) }
+        if let lastAccessedTime { try c.encode(lastAccessedTime) }
+        if let maxInactive { try c.encode(maxInactive) }
+        if let absoluteExpiry { try c.encode(optional: absoluteExpiry.value) }
+        if let principal { try c.encode(optional: principal.value) }
+        if let newID { try c.encode(newID) }
+        if !attributes.isEmpty {
+            try c.encode(attributes.count)
+            for (name, value) in attributes {
+                try c.encode(name)
+                try c.encode(optional: value)
+            }
+        }
+    }
+}

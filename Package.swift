@@ -107,7 +107,7 @@ let package = Package(
         // (scripts/netns; those tests need root and are skipped with a reason elsewhere).
         .testTarget(
             name: "CohortNetworkTests",
-            dependencies: ["Cohort", "CohortHummingbird", "CohortTestKit", core],
+            dependencies: ["Cohort", "CohortDiscoveryMulticast", "CohortHummingbird", "CohortTestKit", core],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -239,37 +239,54 @@ actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
         }
     }
 
-    /// Sends a snapshot in batches; each batch waits until the receiver applied it.
+    /// Sends a snapshot in batches. Up to ``transferWindow`` batches are in flight (the next
+    /// one is encoded while the receiver applies the previous ones); the last batch, which
+    /// ends the transfer, goes only after every other batch was applied.
     private nonisolated func serve(_ snapshot: [String: Entry], to member: MemberID, request: UInt64, sourceReady: Bool, members: [MemberID]) async {
-        var batch: [String: Entry] = [:]
-        batch.reserveCapacity(min(snapshot.count, settings.batchSize))
-        var sequence: UInt32 = 0
-        var remaining = snapshot.count
-        func flush(last: Bool) async -> Bool {
-            do {
-                let body = try codec.encodeValue(batch, what: "transfer batch \(sequence)")
-                let message = ReplicaTransferBatch(
-                    store: settings.name, request: request, sequence: sequence, body: body, last: last,
-                    sourceReady: sourceReady, members: last ? members : []
-                )
-                let report = try await channel.send(message, to: .member(member), options: settings.controlOptions)
-                guard report.allSucceeded else { throw CohortError(.connectionFailed, "\(report)") }
-                sequence += 1
-                batch.removeAll(keepingCapacity: true)
-                return true
-            } catch {
-                observer.failure(.transfer, 1, error)
-                logger.warning("store \(settings.name): state transfer to \(member) stopped: \(error)")
-                return false
-            }
+        let name = settings.name
+        let channel = self.channel
+        let codec = self.codec
+        let options = settings.controlOptions
+        @Sendable func send(_ batch: [String: Entry], sequence: UInt32, last: Bool) async throws {
+            let body = try codec.encodeValue(batch, what: "transfer batch \(sequence)")
+            let message = ReplicaTransferBatch(
+                store: name, request: request, sequence: sequence, body: body, last: last,
+                sourceReady: sourceReady, members: last ? members : []
+            )
+            let report = try await channel.send(message, to: .member(member), options: options)
+            guard report.allSucceeded else { throw CohortError(.connectionFailed, "\(report)") }
         }
-        for (key, entry) in snapshot {
-            batch[key] = entry
-            remaining -= 1
-            if batch.count >= settings.batchSize, remaining > 0 {
-                guard await flush(last: false) else { return }
+        do {
+            var batch: [String: Entry] = [:]
+            batch.reserveCapacity(min(snapshot.count, settings.batchSize))
+            var sequence: UInt32 = 0
+            var remaining = snapshot.count
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                var inFlight = 0
+                for (key, entry) in snapshot {
+                    batch[key] = entry
+                    remaining -= 1
+                    guard batch.count >= settings.batchSize, remaining > 0 else { continue }
+                    if inFlight >= Self.transferWindow {
+                        try await group.next()
+                        inFlight -= 1
+                    }
+                    let full = batch
+                    let number = sequence
+                    group.addTask { try await send(full, sequence: number, last: false) }
+                    inFlight += 1
+                    sequence += 1
+                    batch.removeAll(keepingCapacity: true)
+                }
+                try await group.waitForAll()
             }
+            try await send(batch, sequence: sequence, last: true)
+        } catch {
+            observer.failure(.transfer, 1, error)
+            logger.warning("store \(settings.name): state transfer to \(member) stopped: \(error)")
         }
-        _ = await flush(last: true)
     }
+
+    /// State-transfer batches in flight per transfer.
+    static var transferWindow: Int { 4 }
 }

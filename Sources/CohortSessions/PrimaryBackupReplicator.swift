@@ -100,6 +100,7 @@ actor PrimaryBackupReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
     /// The entry of a key: the local copy, or one fetched from a holder. With `take`, this
     /// node becomes the owner (the entry follows the requests).
     func read(_ key: String, take: Bool) async -> Entry? {
+        reconcileView()
         let now = wall.now
         if let copy = state.live(key, now: now), !take || state.locations[key]?.owner == local { return copy }
         return await fetch(key, take: take)
@@ -169,6 +170,7 @@ actor PrimaryBackupReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
     /// sends it to the backups, and new locations to everyone.
     func commit(_ key: String, _ delta: Entry.Delta, mustCreate: Bool) async throws -> ReplicationReport {
         for _ in 0..<3 {
+            reconcileView()
             var delta = delta
             delta.stamp = state.nextEntryStamp(for: key)
             let now = wall.now
@@ -275,6 +277,21 @@ actor PrimaryBackupReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
 
     private func tick() {
         apply { $0.onTick(now: $1) }
+    }
+
+    /// Applies membership changes the channel already knows but whose events have not reached
+    /// this actor yet, so a request right after a failure does not go to a dead owner.
+    private func reconcileView() {
+        let view = channel.view.members
+        let known = Set(state.members.map(\.id))
+        let current = Set(view.map(\.id))
+        for member in state.members where !current.contains(member.id) {
+            apply { $0.onMemberRemoved(member.id, now: $1) }
+            failFetches(to: member.id)
+        }
+        for member in view where !known.contains(member.id) {
+            apply { $0.onMemberAdded(member, now: $1) }
+        }
     }
 
     func failed(_ action: Action, report: SendReport?) {

@@ -18,7 +18,7 @@ struct MembershipHardeningTests {
         let delivered = NIOLockedValueBox(0)
         var chainEnds: ChainEnds {
             ChainEnds(
-                transmit: { _, members in SendReport(outcomes: members.map { ($0.id, .processed) }) },
+                transmit: { _, members in SendReport(outcomes: members.map { ($0.id, .delivered) }) },
                 dispatch: { [delivered] _ in delivered.withLockedValue { $0 += 1 }; return .processed },
                 signal: { [signals] signal in signals.withLockedValue { $0.append(signal) } }
             )
@@ -126,7 +126,7 @@ struct MembershipHardeningTests {
             #expect(cluster[0].isInQuorum && cluster[0].quorum.minimum == 1)
         }
         let cluster = try await TestCluster.start(nodes: 3, transport: .inMemory(InMemoryNetwork()), configure: { _, c in c.minimumMembers = 3 })
-        #expect(cluster.nodes.allSatisfy(\.isInQuorum))
+        #expect(cluster.nodes.allSatisfy { $0.isInQuorum })
         let changes = cluster[0].quorumChanges()
         let seen = NIOLockedValueBox<[QuorumStatus]>([])
         let watcher = Task { for await status in changes { seen.withLockedValue { $0.append(status) } } }

@@ -1,4 +1,5 @@
 import Cohort
+@testable import CohortDiscoveryMulticast
 import CohortNIO
 import CohortTestKit
 import Testing

@@ -31,7 +31,7 @@ final class NetnsHosts: @unchecked Sendable {
 
     private static let counter = NIOLockedValueBox(0)
     private static let active = NIOLockedValueBox(Set<String>())
-    private static let signalSources: [any DispatchSourceSignal] = {
+    nonisolated(unsafe) private static let signalSources: [any DispatchSourceSignal] = {
         [SIGINT, SIGTERM, SIGHUP].map { number in
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())

@@ -463,10 +463,11 @@ public final class GroupChannel: Service, Sendable {
             logger.error("\(me.name) stopped: \(error)")
         }
 
-        // Leave gracefully: tell discovery and every member, then close.
+        // Leave gracefully: tell every member, then discovery (so that a peer hears the leave
+        // before a multicast leave datagram, which would only make it probe), then close.
         let members = view.members
-        await discovery.leave(local: me)
         await transport.leave(notifying: members)
+        await discovery.leave(local: me)
         await transport.shutdown()
         lifecycle.withLockedValue { $0.state = .stopped }
         let continuations = subscribers.withLockedValue { subs -> [AsyncStream<MembershipEvent>.Continuation] in

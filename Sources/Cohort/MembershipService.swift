@@ -5,6 +5,12 @@
 /// ``MembershipState``, performs its actions (handshakes, heartbeats, disconnects) and passes
 /// membership signals up the interceptor chain. It is the control plane only: messages never go
 /// through it.
+///
+/// **This is Cohort's TcpPing** (Tribes' `TcpPingInterceptor`): every
+/// ``MembershipState/Settings/heartbeatInterval`` (250 ms) it sends a heartbeat frame over TCP to
+/// every known member, whatever the discovery — static members included — and a member unheard of
+/// for ``MembershipState/Settings/missingAfter`` (1 s), or whose connection breaks, is reported
+/// missing, which makes the ``TcpFailureDetector`` probe it. No extra interceptor is needed.
 public actor MembershipService {
     /// What the membership service reacts to.
     public enum Command: Sendable {

@@ -53,7 +53,7 @@ public final class ClusterNode: Service, Sendable {
         let made: SessionManager
         switch manager {
         case .delta: made = try DeltaSessionManager(channel: channel, configuration: sessions)
-        case .backup: made = try ClusterNode.makeBackupManager(channel, sessions)
+        case .backup: made = try BackupSessionManager(channel: channel, configuration: sessions)
         }
         self.init(channel: channel, sessions: made, gracePeriod: gracePeriod)
     }

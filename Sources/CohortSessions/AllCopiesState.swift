@@ -127,6 +127,15 @@ struct AllCopiesState<Entry: ReplicatedEntry>: Sendable {
             guard delta.stamp > tombstone.stamp, Entry.creating(from: delta) != nil else { return actions }
             tombstones[key] = nil
         }
+        if let expired = entries[key], let deadline = expired.deadline, deadline <= now,
+            delta.stamp > expired.latestStamp, Entry.creating(from: delta) != nil
+        {
+            // Expired here but not swept yet, and created again elsewhere: the new entry
+            // replaces it instead of merging into it.
+            entries[key] = nil
+            tombstones[key] = nil
+            actions.append(.event(.removed(key: key, entry: expired, reason: .expired, origin: .local)))
+        }
         if var entry = entries[key] {
             switch entry.apply(delta) {
             case .unchanged:

@@ -91,8 +91,9 @@ struct MembershipHardeningTests {
         }
     }
 
-    /// A restart is a new incarnation: once it joined at the address of the old one, messages
-    /// still arriving from the old incarnation are refused, and the new one's are processed.
+    /// A restart is a new incarnation: once it joined at the address of the old one, the old
+    /// one is disconnected, and whatever it still sends — on a fresh connection, as a zombie
+    /// would — is refused; the new one's messages are processed.
     @Test func oldIncarnationsMessagesAreRefusedOnceANewOneJoined() async throws {
         let received = NIOLockedValueBox([String]())
         try await TestCluster.with(nodes: 1, transport: .tcp, prepare: { _, node in
@@ -100,13 +101,19 @@ struct MembershipHardeningTests {
         }) { cluster in
             let target = cluster[0].localMember.endpoint
             let address = Endpoint(host: "127.0.0.1", port: freePorts(1)[0])
-            let old = try await FakeMember.connect(to: target, as: Member(name: "ghost", endpoint: address, startTime: 1))
+            let oldMember = Member(name: "ghost", endpoint: address, startTime: 1)
+            let newMember = Member(name: "ghost", endpoint: address, startTime: 2)
+            let old = try await FakeMember.connect(to: target, as: oldMember)
             #expect(try await old.send(Note(text: "old 1")) == .processed)
-            let new = try await FakeMember.connect(to: target, as: Member(name: "ghost", endpoint: address, startTime: 2))
+            await old.close()
+            let new = try await FakeMember.connect(to: target, as: newMember)
+            await new.close()
             // The admission is asynchronous: poll until the old incarnation is refused.
             var answer = FakeMember.Answer.processed
-            let refused = await eventually(timeout: .seconds(5), poll: .milliseconds(20)) {
-                answer = (try? await old.send(Note(text: "old again"))) ?? .processed
+            let refused = await eventually(timeout: .seconds(5), poll: .milliseconds(50)) {
+                guard let zombie = try? await FakeMember.connect(to: target, as: oldMember) else { return false }
+                answer = (try? await zombie.send(Note(text: "old again"))) ?? .processed
+                await zombie.close()
                 return answer != .processed
             }
             #expect(refused)
@@ -114,10 +121,10 @@ struct MembershipHardeningTests {
                 #expect(reason == 2)
                 #expect(text.contains("newer incarnation"), "\(text)")
             }
-            #expect(try await new.send(Note(text: "new 1")) == .processed)
+            let again = try await FakeMember.connect(to: target, as: newMember)
+            #expect(try await again.send(Note(text: "new 1")) == .processed)
+            await again.close()
             #expect(received.withLockedValue { $0 }.contains("new 1"))
-            await old.close()
-            await new.close()
         }
     }
 

@@ -129,6 +129,7 @@ struct MulticastLoopbackTests {
         defer { Task { await a.crash(); await b.crash() } }
         #expect(await eventually(timeout: .seconds(5)) { a.heard(b.local) })
         for round in 1...3 {
+            #expect(await eventually(timeout: .seconds(5)) { a.provider.isSocketHealthyForTesting })
             a.provider.breakSocketForTesting()
             #expect(await eventually(timeout: .seconds(5)) { a.provider.counters.reopens >= round }, "\(a.provider.counters)")
         }

@@ -152,6 +152,18 @@ struct DeltaSessionManagerTests {
         }
     }
 
+    @Test func keyExpiredButNotSweptCanBeCreatedAgainElsewhere() async throws {
+        try await SessionTestCluster.with(.delta, nodes: 2, configure: { _, c in c.expiryCheckInterval = .seconds(3600) }) { cluster in
+            try await cluster[0].create(key: "e", value: "short", expiresAt: Date().addingTimeInterval(10))
+            cluster.clock.advance(by: .seconds(11))  // expired on both nodes; no sweep has run
+            #expect(try await cluster[0].get(key: "e", as: String.self) == nil)
+            #expect(try await cluster[1].get(key: "e", as: String.self) == nil)
+            try await cluster[1].create(key: "e", value: "again")
+            #expect(try await cluster[0].get(key: "e", as: String.self) == "again")
+            #expect(try await cluster[0].getWithTTL(key: "e", as: String.self)?.ttl == nil, "the old deadline must not survive")
+        }
+    }
+
     /// Reads a session and applies `change` to it, for a later commit.
     func edited(_ manager: SessionManager, _ id: String, _ change: (inout Session) throws -> Void) async throws -> Session {
         var session = try #require(try await manager.session(id))

@@ -114,7 +114,7 @@ struct ReplicatedMapTests {
         let late = try TestCluster.makeChannel(configuration: configuration, transport: .inMemory(network))
         let lateTask = Task { try await late.run() }
         _ = try await late.waitUntilRunning()
-        try await expectEventually("the late node to join") { late.view.members.count == 1 }
+        await expectEventually("the late node to join") { late.view.members.count == 1 }
         let second = try ReplicatedMap<Int>(name: "numbers", channel: late, configuration: Self.configuration())
         let secondTask = Task { try await second.run() }
         try await second.waitUntilReady()

@@ -24,6 +24,8 @@ public final class MulticastDiscovery: DiscoveryProvider, Sendable {
         var table: MulticastPeerTable?
         var counters = MulticastDiscoveryCounters()
         var channel: (any Channel)?
+        /// Whether the current socket has sent a heartbeat (a socket that worked resets the backoff).
+        var healthy = false
     }
 
     /// Creates the provider.
@@ -53,12 +55,19 @@ public final class MulticastDiscovery: DiscoveryProvider, Sendable {
         }
         var backoff = configuration.recoveryBackoff
         var failures = 0
+        var reopening = false
         while !Task.isCancelled {
             do {
-                try await runSocket(local: local, report: report)
+                try await runSocket(local: local, report: report, reopening: reopening)
                 return
             } catch {
                 if Task.isCancelled { return }
+                reopening = true
+                if shared.withLockedValue({ $0.healthy }) {
+                    // The socket worked before it failed: start the backoff over.
+                    backoff = configuration.recoveryBackoff
+                    failures = 0
+                }
                 failures += 1
                 shared.withLockedValue { $0.counters.socketErrors += 1 }
                 metrics.socketErrors.increment()
@@ -66,7 +75,6 @@ public final class MulticastDiscovery: DiscoveryProvider, Sendable {
                 if failures == 1 { logger.error("\(message)") } else { logger.warning("\(message)") }
                 do { try await Task.sleep(for: backoff) } catch { return }
                 backoff = min(backoff * 2, configuration.recoveryMaxBackoff)
-                shared.withLockedValue { $0.counters.reopens += 1 }
             }
         }
     }
@@ -97,17 +105,21 @@ public final class MulticastDiscovery: DiscoveryProvider, Sendable {
 
     // MARK: - one socket's lifetime
 
-    private func runSocket(local: Member, report: @escaping @Sendable (DiscoveryEvent) -> Void) async throws {
+    private func runSocket(local: Member, report: @escaping @Sendable (DiscoveryEvent) -> Void, reopening: Bool) async throws {
         let target = try SocketAddress(ipAddress: configuration.address, port: configuration.port)
         let device = try MulticastSocket.device(configuration.interface, listenHost: local.endpoint.host)
         let handler = DatagramHandler { [weak self] buffer in self?.received(buffer, report: report) }
         // Bound to the group address (not the wildcard) so that datagrams of other groups on the
         // same port never arrive here.
         let channel = try await MulticastSocket.open(group: group, bindTo: target, configuration: configuration, device: device, handler: handler)
-        shared.withLockedValue { $0.channel = channel }
+        shared.withLockedValue {
+            $0.channel = channel
+            $0.healthy = false
+            if reopening { $0.counters.reopens += 1 }
+        }
         defer { shared.withLockedValue { $0.channel = nil } }
         do {
-            try await (channel as! any MulticastChannel).joinGroup(target, device: device).get()
+            try await MulticastSocket.join(channel, group: target, device: device)
             logger.debug("discovery.multicast joined \(target) on \(device?.name ?? "the default interface")")
             try await heartbeats(channel, to: target, local: local, report: report)
         } catch {
@@ -135,7 +147,10 @@ public final class MulticastDiscovery: DiscoveryProvider, Sendable {
                 do {
                     try await channel.writeAndFlush(AddressedEnvelope(remoteAddress: target, data: alive))
                     failuresInARow = 0
-                    shared.withLockedValue { $0.counters.sent += 1 }
+                    shared.withLockedValue {
+                        $0.counters.sent += 1
+                        $0.healthy = true
+                    }
                     metrics.sent.increment()
                 } catch {
                     failuresInARow += 1
@@ -205,6 +220,9 @@ public final class MulticastDiscovery: DiscoveryProvider, Sendable {
         }
         for event in events { report(event) }
     }
+
+    /// Whether a socket is open and has sent a heartbeat (for tests of recovery).
+    var isSocketHealthyForTesting: Bool { shared.withLockedValue { $0.channel != nil && $0.healthy } }
 
     /// Closes the current socket as an error would, so it is re-opened (for tests of recovery).
     func breakSocketForTesting() {

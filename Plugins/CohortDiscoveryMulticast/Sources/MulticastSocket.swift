@@ -39,6 +39,27 @@ enum MulticastSocket {
         }
     }
 
+    /// Joins the group on the device (or where the routing table says, without one) with
+    /// `MulticastChannel.joinGroup`. Linux's loopback device has no MULTICAST flag, yet delivers
+    /// multicast sent through it; NIO refuses such a device, so for it the same IP_ADD_MEMBERSHIP
+    /// request is made directly.
+    static func join(_ channel: any Channel, group: SocketAddress, device: NIONetworkDevice?) async throws {
+        guard let device, !device.multicastSupported,
+              case .v4(let groupAddress) = group, case .v4(let interfaceAddress)? = device.address
+        else {
+            guard let multicast = channel as? any MulticastChannel else {
+                throw CohortError(.internal, "the datagram channel does not support multicast")
+            }
+            try await multicast.joinGroup(group, device: device).get()
+            return
+        }
+        guard let options = channel as? any SocketOptionProvider else {
+            throw CohortError(.internal, "the datagram channel does not expose socket options")
+        }
+        let request = ip_mreq(imr_multiaddr: groupAddress.address.sin_addr, imr_interface: interfaceAddress.address.sin_addr)
+        try await options.unsafeSetSocketOption(level: .ip, name: .ip_add_membership, value: request).get()
+    }
+
     /// The interface to join and send on: the configured one (name or IPv4 address); else the one
     /// that owns the listen address (so a node on 127.0.0.1 keeps its multicast on loopback);
     /// else nil, which leaves the choice to the routing table.

@@ -62,15 +62,21 @@ struct MiddlewareTests {
         await cluster.stop()
     }
 
-    @Test func notReadyUntilStateTransferIsDone() async throws {
-        let cluster = try await HTTPCluster.start(count: 1)
-        let browser = Browser()
-        for _ in 0..<3 { _ = try await browser.get(cluster[0].port, "/counter") }
-        // A joining node answers 503 on session routes and /ready until it has the sessions.
-        let joiner = try await cluster.add(index: 1, settle: .seconds(2))
-        let early = try await Browser().get(joiner.port, "/ready")
+    @Test func notReadyUntilStartupIsDoneThenServesTransferredSessions() async throws {
+        // A first node with no ready member waits its settle time before it declares itself
+        // ready: until then /ready and the session routes answer 503, /alive 200.
+        let cluster = HTTPCluster()
+        let first = try await cluster.add(index: 0, settle: .seconds(2))
+        let early = try await Browser().get(first.port, "/ready")
         #expect(early.status == 503)
-        #expect(try await Browser().get(joiner.port, "/alive").status == 200)
+        #expect(try await Browser().get(first.port, "/counter").status == 503)
+        #expect(try await Browser().get(first.port, "/alive").status == 200)
+        #expect(await eventually(timeout: .seconds(10)) { first.node.isReady })
+        #expect(try await Browser().get(first.port, "/ready").status == 200)
+        let browser = Browser()
+        for _ in 0..<3 { _ = try await browser.get(first.port, "/counter") }
+        // A joiner becomes ready once it has the sessions, and serves them.
+        let joiner = try await cluster.add(index: 1)
         #expect(await eventually(timeout: .seconds(10)) { joiner.node.isReady })
         #expect(try await Browser().get(joiner.port, "/ready").status == 200)
         #expect(try await browser.get(joiner.port, "/peek").body == "3")

@@ -10,8 +10,10 @@ extension GroupChannel {
         try configuration.validate()
         BuiltInPlugins.register(into: registry)
         for path in configuration.plugins {
-            let already = registry.plugins.contains { $0.origin == .file(path) }
-            if !already { try PluginLoader.load(path, into: registry) }
+            // Compare the located file, so a bare name loaded once serves every channel.
+            let file = try PluginLoader.locate(path, searchPath: PluginLoader.searchPath())
+            let already = registry.plugins.contains { $0.origin == .file(file) || $0.origin == .file(path) }
+            if !already { try PluginLoader.load(file, into: registry) }
         }
         let log = logger ?? Logger(label: "cohort")
         let transportSettings = PluginSettings(values: configuration.transportSettings, transport: configuration.wire, logger: log)

@@ -78,6 +78,10 @@ struct NodeCommand: AsyncParsableCommand {
         do {
             let configuration = try makeConfiguration()
             try pluginOptions.load(into: .shared)
+            // Libraries named by the configuration file or COHORT_PLUGINS (the --plugin ones are loaded above).
+            for plugin in configuration.plugins where !pluginOptions.plugins.contains(plugin) {
+                try PluginLoader.load(plugin, into: .shared)
+            }
             var plain = configuration
             plain.plugins = []
             channel = try GroupChannel(configuration: plain, registry: .shared)

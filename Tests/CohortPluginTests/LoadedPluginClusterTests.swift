@@ -133,9 +133,7 @@ struct LoadedPluginClusterTests {
         configuration.discoverySettings = ["path": dir.file("members.txt")]
         _ = try GroupChannel(configuration: configuration, registry: registry, logger: quietLogger)
         #expect(registry.plugins.contains { $0.id == "discovery.file" })
-        withKnownIssue("GroupChannel(configuration:registry:) compares the configured name, not the located file, with the origins already loaded, so a second channel loads the library again and fails with duplicatePlugin") {
-            _ = try GroupChannel(configuration: configuration, registry: registry, logger: quietLogger)
-        }
+        _ = try GroupChannel(configuration: configuration, registry: registry, logger: quietLogger)
     }
 
     @Test func exampleFileDiscoveryFormsAClusterAndPicksUpAMemberAddedLater() async throws {

@@ -24,6 +24,7 @@ final class HTTPCluster: @unchecked Sendable {
         var port: Int
         var counter: CountingInterceptor
         var task: Task<Void, any Error>
+        var group: ServiceGroup
     }
     private(set) var nodes: [Node] = []
     let network = InMemoryNetwork()
@@ -89,25 +90,29 @@ final class HTTPCluster: @unchecked Sendable {
             onServerRunning: { channel in port.withLockedValue { $0 = channel.localAddress?.port ?? 0 } },
             logger: quiet
         )
-        let task = Task { try await app.runService(gracefulShutdownSignals: []) }
+        // Stopped through graceful shutdown, never by cancelling the server task (cancellation
+        // can leave a just-accepted connection's writer unfinished inside NIO).
+        let group = ServiceGroup(services: [app], gracefulShutdownSignals: [], logger: quiet)
+        let task = Task { try await group.run() }
         guard await eventually(timeout: .seconds(10), { port.withLockedValue { $0 } != 0 }) else {
-            task.cancel()
+            await group.triggerGracefulShutdown()
             throw CohortError(.timeout, "HTTP server of \(name) did not start")
         }
-        let entry = Node(node: node, port: port.withLockedValue { $0 }, counter: counter, task: task)
+        let entry = Node(node: node, port: port.withLockedValue { $0 }, counter: counter, task: task, group: group)
         nodes.append(entry)
         return entry
     }
 
     subscript(i: Int) -> Node { nodes[i] }
 
+    /// The node dies for the cluster (its transport stops answering); its HTTP server is no
+    /// longer used by the tests and is stopped gracefully at the end.
     func kill(_ i: Int) {
         network.kill(nodes[i].node.channel.localMember.endpoint)
-        nodes[i].task.cancel()
     }
 
     func stop() async {
-        for node in nodes { node.task.cancel() }
+        for node in nodes { await node.group.triggerGracefulShutdown() }
         for node in nodes { _ = try? await node.task.value }
     }
 }

@@ -85,7 +85,11 @@ final class InboundHandler: ChannelInboundHandler {
     typealias InboundIn = WireFormat.Frame
     typealias OutboundOut = ByteBuffer
 
-    unowned let transport: TCPTransport
+    // Strong: an accepted connection that never said hello (or a probe) is not closed by
+    // `shutdown()`, and may still reset after the transport is gone; an unowned reference then
+    // traps in `reject`. The pipeline drops the handler when the connection closes, so this is
+    // no lasting cycle.
+    let transport: TCPTransport
     let delegate: any TransportDelegate
     private var member: Member?
     private var processor: InboundProcessor?

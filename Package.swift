@@ -100,7 +100,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CohortCLITests",
-            dependencies: ["CohortCLI"],
+            dependencies: ["CohortCLI", "CohortTestKit"],
             swiftSettings: swiftSettings
         ),
         // Multicast discovery and membership hardening, over loopback and in network namespaces

@@ -493,6 +493,7 @@ final class NodeDelegate: TransportDelegate {
 
     func transport(didAccept member: Member) { membership?.submit(.accepted(member)) }
     func transport(heardFrom member: Member) { membership?.submit(.heard(member)) }
+    func transport(sawActivityFrom member: Member) { membership?.submit(.active(member.id)) }
     func transport(received message: InboundMessage) async -> DeliveryResult {
         guard let channel else { return .rejected("node stopped") }
         return await channel.chain.receive(message)

@@ -17,6 +17,8 @@ public actor MembershipService {
         case discovered(DiscoveryEvent)
         case accepted(Member)
         case heard(Member)
+        /// Traffic other than heartbeats from a known member (never admits one).
+        case active(MemberID)
         case connectionLost(MemberID, reason: String)
         case left(Member)
         case removed(Member)
@@ -116,6 +118,9 @@ public actor MembershipService {
             return state.onAccepted(member, now: now)
         case .heard(let member):
             return state.onHeard(member, now: now)
+        case .active(let id):
+            state.onActivity(id, now: now)
+            return []
         case .connectionLost(let id, let reason):
             return state.onConnectionLost(id, reason: reason, now: now)
         case .left(let member):

@@ -97,6 +97,27 @@ struct MembershipStateTests {
         #expect(state.onHeard(b, now: t0).isEmpty)
     }
 
+    /// Traffic other than heartbeats keeps a known member from looking silent, but never admits
+    /// a member, never brings back a removed one, and never clears a suspicion.
+    @Test func activityRefreshesKnownMembersOnly() {
+        func missing(_ actions: [MembershipState.Action]) -> Bool {
+            actions.contains { if case .signal(.missing) = $0 { true } else { false } }
+        }
+        var state = MembershipState(local: local, settings: settings)
+        state.onActivity(b.id, now: t0)
+        #expect(state.members.isEmpty)
+        _ = state.onAccepted(b, now: t0)
+        state.onActivity(b.id, now: t0 + .milliseconds(900))
+        #expect(!missing(state.onTick(now: t0 + .milliseconds(1500))))
+        #expect(missing(state.onTick(now: t0 + .milliseconds(1900))))
+        // Once reported missing, activity (perhaps an old backlog being drained) changes nothing:
+        // only a heartbeat or a probe answers the suspicion.
+        state.onActivity(b.id, now: t0 + .seconds(2))
+        _ = state.onRemoved(b.id, now: t0 + .seconds(2))
+        state.onActivity(b.id, now: t0 + .seconds(3))
+        #expect(state.members.isEmpty)
+    }
+
     @Test func viewOrdersOldestFirst() {
         let c = Member(name: "c", endpoint: Endpoint(host: "127.0.0.1", port: 3), startTime: 0)
         let view = MembershipView(local: local, members: [b, c], version: 1)

@@ -15,12 +15,19 @@ final class InboundProcessor: @unchecked Sendable {
     private var paused = false
     private let channel: any Channel
     private let delegate: any TransportDelegate
+    private let member: Member
+    /// Drain-task only: while reading is paused the peer's newer frames (heartbeats included)
+    /// wait in the socket behind our own backlog; that silence is ours, not the peer's.
+    private var signOfLife = SignOfLife()
     /// Above this many waiting messages the connection stops reading (backpressure).
     static let highWater = 4096
     static let lowWater = 512
+    /// Messages handled between two voluntary yields of the drain task.
+    static let yieldEvery = 32
 
-    init(channel: any Channel, delegate: any TransportDelegate) {
+    init(channel: any Channel, member: Member, delegate: any TransportDelegate) {
         self.channel = channel
+        self.member = member
         self.delegate = delegate
     }
 
@@ -42,7 +49,7 @@ final class InboundProcessor: @unchecked Sendable {
         }
     }
 
-    private func next() -> (Item?, Bool) {
+    private func next() -> (item: Item?, resume: Bool, paused: Bool) {
         lock.withLock {
             var resume = false
             if paused && queue.count < Self.lowWater {
@@ -51,16 +58,23 @@ final class InboundProcessor: @unchecked Sendable {
             }
             guard let item = queue.popFirst() else {
                 running = false
-                return (nil, resume)
+                return (nil, resume, paused)
             }
-            return (item, resume)
+            return (item, resume, paused)
         }
     }
 
     private func drain() async {
+        var handled = 0
         while true {
-            let (item, resume) = next()
+            // The handlers rarely suspend: without a yield a long burst would hold a thread of the
+            // cooperative pool (two on a 2-core machine) and starve the node's timers, heartbeats
+            // included, until the burst is over.
+            handled &+= 1
+            if handled % Self.yieldEvery == 0 { await Task.yield() }
+            let (item, resume, paused) = next()
             if resume { channel.setOption(.autoRead, value: true).whenComplete { _ in } }
+            if paused && signOfLife.due() { delegate.transport(sawActivityFrom: member) }
             guard let item else { return }
             let guarantee = item.message.guarantee
             let result = await delegate.transport(received: item.message)
@@ -96,6 +110,9 @@ final class InboundHandler: ChannelInboundHandler {
     private var highestReceived: UInt64 = 0
     private var ackPending = false
     private var left = false
+    /// When data from this member last counted as a sign of life (rate-limited: traffic is as good
+    /// as a heartbeat, but one report per ``SignOfLife/interval`` is enough).
+    private var signOfLife = SignOfLife()
 
     init(transport: TCPTransport, delegate: any TransportDelegate) {
         self.transport = transport
@@ -109,7 +126,7 @@ final class InboundHandler: ChannelInboundHandler {
             case .hello:
                 let peer = try WireFormat.readMember(from: &frame.body)
                 member = peer
-                processor = InboundProcessor(channel: context.channel, delegate: delegate)
+                processor = InboundProcessor(channel: context.channel, member: peer, delegate: delegate)
                 context.writeAndFlush(wrapOutboundOut(Frames.hello(kind: .helloReply, member: transport.localMember, allocator: context.channel.allocator)), promise: nil)
                 transport.registerInbound(context.channel, member: peer)
                 delegate.transport(didAccept: peer)
@@ -132,7 +149,9 @@ final class InboundHandler: ChannelInboundHandler {
                     seq: seq
                 ))
             case .heartbeat:
-                if let member { delegate.transport(heardFrom: member) }
+                if let member {
+                    delegate.transport(heardFrom: member)
+                }
             case .leave:
                 if let member {
                     left = true
@@ -150,6 +169,7 @@ final class InboundHandler: ChannelInboundHandler {
         if ackPending {
             ackPending = false
             context.writeAndFlush(wrapOutboundOut(Frames.seq(.received, highestReceived, allocator: context.channel.allocator)), promise: nil)
+            if let member, signOfLife.due() { delegate.transport(sawActivityFrom: member) }
         }
         context.fireChannelReadComplete()
     }
@@ -176,5 +196,20 @@ final class InboundHandler: ChannelInboundHandler {
             transport.logger.debug("connection from \(peer) failed: \(error)")
         }
         context.close(promise: nil)
+    }
+}
+
+/// Rate limit for reporting traffic as a sign of life: a member that sends data or acknowledgements
+/// is alive even when its heartbeats queue behind that traffic, so a busy peer is not suspected.
+struct SignOfLife {
+    static let interval = TimeAmount.milliseconds(100)
+    private var last = NIODeadline.uptimeNanoseconds(0)
+
+    /// Whether to report now; records the report.
+    mutating func due() -> Bool {
+        let now = NIODeadline.now()
+        guard now - last >= Self.interval else { return false }
+        last = now
+        return true
     }
 }

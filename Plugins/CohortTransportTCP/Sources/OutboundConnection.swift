@@ -161,11 +161,16 @@ final class OutboundConnection: @unchecked Sendable {
     }
 
     /// Writes a control frame (heartbeat, leave) if connected; connects if idle.
-    func writeControl(_ frame: ByteBuffer) {
+    ///
+    /// - Parameter flushNow: flush at once instead of with the next coalesced flush, which may
+    ///   wait behind a long backlog of loop tasks under load (heartbeats must not).
+    func writeControl(_ frame: ByteBuffer, flushNow: Bool = false) {
         switch state {
         case .ready(let channel):
             channel.write(frame, promise: nil)
-            if !dirty {
+            if flushNow {
+                channel.flush()
+            } else if !dirty {
                 dirty = true
                 transport.scheduleFlush(self)
             }
@@ -268,6 +273,8 @@ final class OutboundConnection: @unchecked Sendable {
 final class OutboundHandler: ChannelInboundHandler {
     typealias InboundIn = WireFormat.Frame
     let connection: OutboundConnection
+    private var acknowledged = false
+    private var signOfLife = SignOfLife()
 
     init(connection: OutboundConnection) {
         self.connection = connection
@@ -281,9 +288,11 @@ final class OutboundHandler: ChannelInboundHandler {
                 connection.onHelloReply(try WireFormat.readMember(from: &frame.body))
             case .received:
                 guard let seq = frame.body.readInteger(as: UInt64.self) else { throw WireFormat.truncated("ack") }
+                acknowledged = true
                 connection.onReceived(upTo: seq)
             case .processed:
                 guard let seq = frame.body.readInteger(as: UInt64.self) else { throw WireFormat.truncated("ack") }
+                acknowledged = true
                 connection.onProcessed(seq)
             case .failed:
                 guard let seq = frame.body.readInteger(as: UInt64.self), let reason = frame.body.readInteger(as: UInt8.self) else {
@@ -300,6 +309,17 @@ final class OutboundHandler: ChannelInboundHandler {
             connection.transport.countMalformed()
             connection.fail(reason: "malformed frame from \(connection.endpoint): \(error)")
         }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        // Acknowledgements prove the peer alive as well as its heartbeats do.
+        if acknowledged {
+            acknowledged = false
+            if let member = connection.member, signOfLife.due() {
+                connection.transport.reportActivity(member)
+            }
+        }
+        context.fireChannelReadComplete()
     }
 
     func channelInactive(context: ChannelHandlerContext) {

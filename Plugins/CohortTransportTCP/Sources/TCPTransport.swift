@@ -153,6 +153,11 @@ public final class TCPTransport: Transport, @unchecked Sendable {
         shared.withLockedValue { $0.delegate }?.transport(asyncMessagesFailed: count, to: member, reason: reason)
     }
 
+    /// Traffic from a member counts as a sign of life (see ``SignOfLife``).
+    func reportActivity(_ member: Member) {
+        shared.withLockedValue { $0.delegate }?.transport(sawActivityFrom: member)
+    }
+
     func registerInbound(_ channel: any Channel, member: Member) {
         shared.withLockedValue { $0.inbound[ObjectIdentifier(channel)] = (channel, member) }
     }
@@ -252,12 +257,17 @@ public final class TCPTransport: Transport, @unchecked Sendable {
         // The sequence number is taken on the loop, where every write happens, so numbers reach
         // each connection in increasing order (cumulative acks rely on it). The frame is built
         // there once and the same buffer goes to every connection.
+        // A message counts against each member's queue limit from the moment it is handed to the
+        // loop, not when the loop gets to it: otherwise a fast sender could pile up an unbounded
+        // backlog of loop tasks, and heartbeats queued behind it would arrive too late.
+        for (i, connection) in connections.enumerated() where early[i] == nil {
+            connection.inFlight.add(1, ordering: .relaxed)
+        }
         if guarantee == .asynchronous {
             loop.execute { [self] in
                 let seq = nextSequence()
                 let frame = Frames.data(message, seq: seq, allocator: allocator)
                 for (i, connection) in connections.enumerated() where early[i] == nil {
-                    connection.inFlight.add(1, ordering: .relaxed)
                     connection.enqueue(frame, seq: seq, ticket: nil, slot: i, guarantee: .asynchronous)
                 }
                 _ = self
@@ -278,7 +288,6 @@ public final class TCPTransport: Transport, @unchecked Sendable {
                 let seq = nextSequence()
                 let frame = Frames.data(message, seq: seq, allocator: allocator)
                 for (i, connection) in connections.enumerated() where early[i] == nil {
-                    connection.inFlight.add(1, ordering: .relaxed)
                     connection.enqueue(frame, seq: seq, ticket: ticket, slot: i, guarantee: sendGuarantee)
                 }
                 if !ticket.isFinished {
@@ -294,7 +303,7 @@ public final class TCPTransport: Transport, @unchecked Sendable {
         guard !isShuttingDown else { return }
         loop.execute { [self] in
             for member in members {
-                connection(to: member).writeControl(Frames.control(.heartbeat, allocator: allocator))
+                connection(to: member).writeControl(Frames.control(.heartbeat, allocator: allocator), flushNow: true)
             }
         }
     }

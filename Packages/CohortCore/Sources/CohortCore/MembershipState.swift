@@ -207,6 +207,19 @@ public struct MembershipState: Sendable {
         return []
     }
 
+    /// Traffic from a member other than a heartbeat — data it sent, acknowledgements of ours.
+    ///
+    /// It refreshes the silence clock of a known member only: activity never admits a member,
+    /// never clears a suspicion (a probe does that), and is ignored for members not in the view —
+    /// a backlog drained after a member was removed must not bring it back.
+    public mutating func onActivity(_ id: MemberID, now: ContinuousClock.Instant) {
+        guard var entry = entries[id], !entry.reportedMissing else { return }
+        if entry.lastHeard < now {
+            entry.lastHeard = now
+            entries[id] = entry
+        }
+    }
+
     /// A connection to or from a member broke.
     public mutating func onConnectionLost(_ id: MemberID, reason: String, now: ContinuousClock.Instant) -> [Action] {
         var actions: [Action] = []

@@ -3,8 +3,10 @@
 /// `@_alwaysEmitIntoClient` bakes the literal into every plugin at build time; a plugin built
 /// against another core is then detected at load time (a plain `let` would be read from the
 /// host's core and always match).
+///
+/// History: 1 — first release; 2 — ``TransportDelegate`` gained `transport(sawActivityFrom:)`.
 @_alwaysEmitIntoClient
-public var cohortPluginABIVersion: UInt32 { 1 }
+public var cohortPluginABIVersion: UInt32 { 2 }
 
 /// Identifies the toolchain and core build a plugin was compiled with. Swift has no ABI
 /// stability on Linux, so a plugin must come from the same toolchain as the host.

@@ -84,8 +84,12 @@ public enum DeliveryResult: Sendable, Equatable {
 public protocol TransportDelegate: Sendable {
     /// A member opened a connection to this node and introduced itself.
     func transport(didAccept member: Member)
-    /// A heartbeat (or any sign of life) arrived from a member.
+    /// A heartbeat arrived from a member (a member not known yet is admitted).
     func transport(heardFrom member: Member)
+    /// Other traffic from a member (data, acknowledgements) showed it alive: it refreshes a known
+    /// member's liveness, so a busy peer whose heartbeats queue behind its traffic is not
+    /// suspected, but never admits a member. Transports call it at most a few times a second.
+    func transport(sawActivityFrom member: Member)
     /// A data message arrived. For ``DeliveryGuarantee/processed`` the result is sent back.
     func transport(received message: InboundMessage) async -> DeliveryResult
     /// A connection to or from a member failed or closed.
@@ -94,6 +98,11 @@ public protocol TransportDelegate: Sendable {
     func transport(memberLeft member: Member)
     /// Asynchronous messages to a member were not confirmed before its connection failed.
     func transport(asyncMessagesFailed count: Int, to member: Member, reason: String)
+}
+
+extension TransportDelegate {
+    /// Default: activity is ignored; liveness then rests on heartbeats alone.
+    public func transport(sawActivityFrom member: Member) {}
 }
 
 /// A transport plugin: moves encoded messages between members.

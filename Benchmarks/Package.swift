@@ -47,5 +47,9 @@ let package = Package(
         benchmarkTarget("Serialization"),
         benchmarkTarget("FanOut", extra: [.product(name: "CohortTestKit", package: "cohort")]),
         benchmarkTarget("Loopback"),
+        benchmarkTarget("Replication", extra: [
+            .product(name: "CohortSessions", package: "cohort"),
+            .product(name: "CohortTestKit", package: "cohort"),
+        ]),
     ]
 )

@@ -7,7 +7,7 @@ extension ClusterConfiguration {
     /// `COHORT_HEARTBEAT_INTERVAL_MS`).
     public static let keys: [String] = [
         "name", "listen", "members", "domain", "metadata", "transport", "codec", "discovery",
-        "discoverySettings", "transportSettings", "plugins", "maxFrameSize", "connectTimeoutMs",
+        "discoverySettings", "transportSettings", "plugins", "maxFrameSize", "connectTimeoutMs", "handlersOnEventLoop",
         "heartbeatIntervalMs", "missingAfterMs", "retryIntervalMs", "handshakeTimeoutMs",
         "probeTimeoutMs", "reprobeIntervalMs", "confirmations", "suspectTimeoutMs",
         "queueLimit", "queuePolicy", "interceptors", "sendTimeoutMs", "minimumMembers",
@@ -72,6 +72,17 @@ extension ClusterConfiguration {
             if let s = value as? String, let n = Int(s) { return n }
             throw bad("an integer")
         }
+        func bool() throws -> Bool {
+            if let b = value as? Bool { return b }
+            if let s = value as? String {
+                switch s.lowercased() {
+                case "true", "1", "yes": return true
+                case "false", "0", "no": return false
+                default: break
+                }
+            }
+            throw bad("true or false")
+        }
         func millis() throws -> Duration {
             let n = try int()
             guard n >= 0 else { throw bad("a non-negative number of milliseconds") }
@@ -116,6 +127,7 @@ extension ClusterConfiguration {
         case "plugins": plugins = try list()
         case "maxFrameSize": wire.maxFrameSize = try int()
         case "connectTimeoutMs": wire.connectTimeout = try millis()
+        case "handlersOnEventLoop": wire.handlersOnEventLoop = try bool()
         case "heartbeatIntervalMs": membership.heartbeatInterval = try millis()
         case "missingAfterMs": membership.missingAfter = try millis()
         case "retryIntervalMs": membership.retryInterval = try millis()

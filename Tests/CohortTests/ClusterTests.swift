@@ -1,4 +1,5 @@
 import Cohort
+import CohortNIO
 import CohortTestKit
 import Testing
 
@@ -30,6 +31,26 @@ struct ClusterTests {
             #expect(async.outcomes.allSatisfy { $0.outcome == .queued })
             #expect(await eventually { counts[1] == 3 && counts[2] == 3 })
             #expect(counts[0] == 0)
+        }
+    }
+
+    /// With `handlersOnEventLoop` (the default) a TCP node runs handlers on the event loop that
+    /// read the message; with it off, on the global pool. Both deliver and acknowledge.
+    @Test(arguments: [true, false])
+    func handlersRunWhereTheSettingSays(onLoop: Bool) async throws {
+        let onEventLoop = NIOLockedValueBox<[Bool]>([])
+        try await TestCluster.with(nodes: 2, transport: .tcp, configure: { _, configuration in
+            configuration.wire.handlersOnEventLoop = onLoop
+        }, prepare: { _, node in
+            try node.onMessage(Ping.self) { _, _ in
+                onEventLoop.withLockedValue { $0.append(MultiThreadedEventLoopGroup.currentEventLoop != nil) }
+            }
+        }) { cluster in
+            for n in 0..<3 {
+                let report = try await cluster[0].send(Ping(n: n), options: .processed)
+                #expect(report.allSucceeded && report.count == 1)
+            }
+            #expect(onEventLoop.withLockedValue { $0 } == [onLoop, onLoop, onLoop])
         }
     }
 

@@ -63,6 +63,19 @@ struct ConfigurationTests {
         #expect(missing?.message.contains("cannot read") == true)
     }
 
+    @Test func handlersOnEventLoopIsABooleanFromFileOrEnvironment() throws {
+        #expect(ClusterConfiguration().wire.handlersOnEventLoop)
+        let path = try write(#"{"handlersOnEventLoop": false}"#)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        #expect(try ClusterConfiguration.load(file: path, environment: [:]).wire.handlersOnEventLoop == false)
+        let env = try ClusterConfiguration.load(file: path, environment: ["COHORT_HANDLERS_ON_EVENT_LOOP": "true"])
+        #expect(env.wire.handlersOnEventLoop)
+        let error = #expect(throws: CohortError.self) {
+            try ClusterConfiguration.load(file: nil, environment: ["COHORT_HANDLERS_ON_EVENT_LOOP": "maybe"])
+        }
+        #expect(error?.message.contains("handlersOnEventLoop") == true && error?.message.contains("true or false") == true)
+    }
+
     @Test func environmentNamesFollowTheKeys() {
         #expect(ClusterConfiguration.environmentName(for: "heartbeatIntervalMs") == "COHORT_HEARTBEAT_INTERVAL_MS")
         #expect(ClusterConfiguration.environmentName(for: "name") == "COHORT_NAME")

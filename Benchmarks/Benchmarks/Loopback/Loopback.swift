@@ -53,7 +53,7 @@ final class LoopbackBench: @unchecked Sendable {
     func start() async throws {
         func node(_ name: String, members: [Endpoint]) throws -> GroupChannel {
             try GroupChannel(
-                configuration: ClusterConfiguration(name: name, listen: Endpoint(host: "127.0.0.1", port: 0), members: members),
+                configuration: try benchConfiguration(name: name, members: members),
                 logger: quietLogger()
             )
         }

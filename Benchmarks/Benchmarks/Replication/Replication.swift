@@ -14,6 +14,7 @@
 import Benchmark
 import Cohort
 import CohortSessions
+import CohortBenchSupport
 import CohortTestKit
 
 let benchmarks: @Sendable () -> Void = {
@@ -73,7 +74,7 @@ struct SessionNode: Sendable {
         var logger = Logger(label: "bench")
         logger.logLevel = .error
         let channel = try GroupChannel(
-            configuration: ClusterConfiguration(name: name, listen: Endpoint(host: "127.0.0.1", port: 0), members: members),
+            configuration: try benchConfiguration(name: name, members: members),
             logger: logger
         )
         var configuration = SessionManagerConfiguration(name: "bench", mode: mode)

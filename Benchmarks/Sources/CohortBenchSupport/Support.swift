@@ -171,3 +171,12 @@ public final class RunningCluster: Sendable {
         for task in tasks { _ = await task.result }
     }
 }
+
+/// A loopback node's configuration: defaults, then any `COHORT_*` environment variables, so a
+/// setting can be compared without editing the benchmark (for example
+/// `COHORT_HANDLERS_ON_EVENT_LOOP=false scripts/bench --target Loopback`).
+public func benchConfiguration(name: String, members: [Endpoint]) throws -> ClusterConfiguration {
+    var base = ClusterConfiguration(name: name, listen: Endpoint(host: "127.0.0.1", port: 0), members: members)
+    base = try ClusterConfiguration.load(file: nil, base: base)
+    return base
+}

@@ -16,6 +16,8 @@ final class InboundProcessor: @unchecked Sendable {
     private let channel: any Channel
     private let delegate: any TransportDelegate
     private let member: Member
+    /// Set when handlers run on the connection's event loop (``TransportSettings/handlersOnEventLoop``).
+    private let loopExecutor: EventLoopTaskExecutor?
     /// Drain-task only: while reading is paused the peer's newer frames (heartbeats included)
     /// wait in the socket behind our own backlog; that silence is ours, not the peer's.
     private var signOfLife = SignOfLife()
@@ -25,10 +27,11 @@ final class InboundProcessor: @unchecked Sendable {
     /// Messages handled between two voluntary yields of the drain task.
     static let yieldEvery = 32
 
-    init(channel: any Channel, member: Member, delegate: any TransportDelegate) {
+    init(channel: any Channel, member: Member, delegate: any TransportDelegate, handlersOnEventLoop: Bool) {
         self.channel = channel
         self.member = member
         self.delegate = delegate
+        self.loopExecutor = handlersOnEventLoop ? EventLoopTaskExecutor(channel.eventLoop) : nil
     }
 
     func enqueue(_ item: Item) {
@@ -45,7 +48,12 @@ final class InboundProcessor: @unchecked Sendable {
         }
         if pause { channel.setOption(.autoRead, value: false).whenComplete { _ in } }
         if start {
-            Task { await self.drain() }
+            if let loopExecutor {
+                // Called on the loop: the task's first job joins the loop's queue, no wake-up.
+                Task(executorPreference: loopExecutor) { await self.drain() }
+            } else {
+                Task { await self.drain() }
+            }
         }
     }
 
@@ -126,7 +134,7 @@ final class InboundHandler: ChannelInboundHandler {
             case .hello:
                 let peer = try WireFormat.readMember(from: &frame.body)
                 member = peer
-                processor = InboundProcessor(channel: context.channel, member: peer, delegate: delegate)
+                processor = InboundProcessor(channel: context.channel, member: peer, delegate: delegate, handlersOnEventLoop: transport.settings.handlersOnEventLoop)
                 context.writeAndFlush(wrapOutboundOut(Frames.hello(kind: .helloReply, member: transport.localMember, allocator: context.channel.allocator)), promise: nil)
                 transport.registerInbound(context.channel, member: peer)
                 delegate.transport(didAccept: peer)
@@ -211,5 +219,22 @@ struct SignOfLife {
         guard now - last >= Self.interval else { return false }
         last = now
         return true
+    }
+}
+
+/// Runs tasks on one event loop: the executor preference of a connection's drain task, so that
+/// handling a message and writing its acknowledgement happen on the loop that read it.
+final class EventLoopTaskExecutor: TaskExecutor, @unchecked Sendable {
+    let loop: any EventLoop
+
+    init(_ loop: any EventLoop) {
+        self.loop = loop
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        loop.execute { [self] in
+            job.runSynchronously(on: asUnownedTaskExecutor())
+        }
     }
 }

@@ -37,6 +37,10 @@ final class OutboundConnection: @unchecked Sendable {
     private var handshakePromise: EventLoopPromise<Member>?
     private var wasReady = false
     private var deliberateClose = false
+    /// Replaced by a newer connection to the same member: closes once nothing waits on it.
+    private var retiring = false
+    /// How long a retired connection may wait for its last acknowledgements.
+    static let retireGrace = TimeAmount.seconds(5)
     var dirty = false
 
     init(endpoint: Endpoint, member: Member?, transport: TCPTransport, loop: any EventLoop) {
@@ -122,9 +126,36 @@ final class OutboundConnection: @unchecked Sendable {
         for frame in beforeReady { channel.write(frame, promise: nil) }
         beforeReady.removeAll()
         channel.flush()
-        transport.connectionBecameReady(self)
+        if !retiring { transport.connectionBecameReady(self) }
         handshakePromise?.succeed(peer)
         handshakePromise = nil
+        closeIfRetiredAndDone()
+    }
+
+    /// Stops taking part: the connection was replaced by a newer one to the same member. It keeps
+    /// reading acknowledgements for what it already carries, then closes (at the latest after
+    /// ``retireGrace``); a connection that carries nothing closes at once.
+    func retire(reason: String) {
+        loop.preconditionInEventLoop()
+        guard !retiring, !isClosed else { return }
+        retiring = true
+        retireReason = reason
+        // A connection still connecting closes after its hello reply, once drained.
+        if !closeIfRetiredAndDone() {
+            loop.scheduleTask(in: Self.retireGrace) { [self] in close(reason: reason) }
+        }
+    }
+
+    private var retireReason = ""
+
+    /// Closes a retired connection that nothing waits on any more.
+    @discardableResult
+    private func closeIfRetiredAndDone() -> Bool {
+        guard retiring, !isClosed else { return false }
+        if case .connecting = state { return false }
+        guard outstanding.isEmpty, awaitingProcessing.isEmpty else { return false }
+        close(reason: retireReason)
+        return true
     }
 
     // MARK: - writing
@@ -204,16 +235,19 @@ final class OutboundConnection: @unchecked Sendable {
             inFlight.subtract(1, ordering: .relaxed)
             first.ticket?.resolve(slot: first.slot, .delivered)
         }
+        if retiring { closeIfRetiredAndDone() }
     }
 
     func onProcessed(_ seq: UInt64) {
         guard let entry = awaitingProcessing.removeValue(forKey: seq) else { return }
         inFlight.subtract(1, ordering: .relaxed)
         entry.ticket?.resolve(slot: entry.slot, .delivered)
+        if retiring { closeIfRetiredAndDone() }
     }
 
     func onFailed(_ seq: UInt64, reason: UInt8, text: String) {
         let outcome: MemberOutcome = reason == 1 ? .remoteFailure(text) : .rejected(text)
+        defer { if retiring { closeIfRetiredAndDone() } }
         if let entry = awaitingProcessing.removeValue(forKey: seq) {
             inFlight.subtract(1, ordering: .relaxed)
             entry.ticket?.resolve(slot: entry.slot, outcome)

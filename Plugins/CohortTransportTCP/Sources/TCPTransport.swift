@@ -132,7 +132,10 @@ public final class TCPTransport: Transport, @unchecked Sendable {
             return old
         }
         if let previous, previous !== connection {
-            previous.close(reason: "replaced by a newer connection")
+            // Both sides connected at once, or a handshake raced a send. The older connection may
+            // still carry messages waiting for acknowledgement: it takes no new writes and closes
+            // once those are answered, so nothing is failed for the race.
+            previous.retire(reason: "replaced by a newer connection")
         }
     }
 

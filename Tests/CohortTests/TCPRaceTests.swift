@@ -1,0 +1,43 @@
+import Cohort
+import CohortNIO
+import CohortTestKit
+import Testing
+
+/// Connection races of the TCP transport.
+@Suite("TCP transport races", .timeLimit(.minutes(1)))
+struct TCPRaceTests {
+    /// A send opens a connection while a handshake opens another to the same member; whichever is
+    /// ready second replaces the first. The replaced one must still deliver what it carries (it
+    /// retires once acknowledged) instead of failing it: no failed send, no reported loss.
+    @Test func aReplacedConnectionDeliversWhatItCarries() async throws {
+        for round in 0..<12 {
+            let sender = TCPTransport()
+            let receiver = TCPTransport()
+            let senderLog = RecordingTransportDelegate()
+            let receiverLog = RecordingTransportDelegate()
+            _ = try await sender.start(local: TransportConformance.localMember(0), delegate: senderLog)
+            var local = TransportConformance.localMember(1)
+            local.endpoint = try await receiver.start(local: local, delegate: receiverLog)
+            let target = local
+
+            let message = OutboundMessage(
+                type: MessageType(7),
+                codec: .binary,
+                payload: ByteBuffer(string: "round \(round)"),
+                options: SendOptions(guarantee: .processed, timeout: .seconds(5))
+            )
+            async let handshake = sender.handshake(with: target.endpoint, timeout: .seconds(5))
+            async let report = sender.send(message, to: [target])
+            let (peer, sent) = try await (handshake, report)
+            #expect(peer.id == target.id)
+            #expect(sent.outcome(for: target.id) == .delivered, "round \(round): \(sent)")
+            // A second message after the race goes through as well.
+            let after = await sender.send(message, to: [target])
+            #expect(after.outcome(for: target.id) == .delivered, "round \(round): \(after)")
+            #expect(senderLog.snapshot.asyncFailures.isEmpty)
+            #expect(senderLog.snapshot.lost.isEmpty, "round \(round): \(senderLog.snapshot.lost.map(\.reason))")
+            await sender.shutdown()
+            await receiver.shutdown()
+        }
+    }
+}

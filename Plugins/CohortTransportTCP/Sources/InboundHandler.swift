@@ -116,7 +116,11 @@ final class InboundHandler: ChannelInboundHandler {
     private var member: Member?
     private var processor: InboundProcessor?
     private var highestReceived: UInt64 = 0
+    /// A frame of this read batch waits for the cumulative `received` acknowledgement (every
+    /// guarantee but `.processed`, which is answered by its own `processed`/`failed` frame).
     private var ackPending = false
+    /// This read batch carried data (a sign of life of the peer).
+    private var sawData = false
     private var left = false
     /// When data from this member last counted as a sign of life (rate-limited: traffic is as good
     /// as a heartbeat, but one report per ``SignOfLife/interval`` is enough).
@@ -151,7 +155,8 @@ final class InboundHandler: ChannelInboundHandler {
                 else { throw WireFormat.truncated("data") }
                 let guarantee = DeliveryGuarantee(rawValue: frame.guarantee) ?? .processed
                 highestReceived = max(highestReceived, seq)
-                ackPending = true
+                sawData = true
+                if guarantee != .processed { ackPending = true }
                 processor.enqueue(.init(
                     message: InboundMessage(sender: member, type: MessageType(type), codec: CodecID(rawValue: frame.codec), payload: frame.body, guarantee: guarantee, flags: flags),
                     seq: seq
@@ -176,7 +181,12 @@ final class InboundHandler: ChannelInboundHandler {
     func channelReadComplete(context: ChannelHandlerContext) {
         if ackPending {
             ackPending = false
+            // Cumulative: it also covers `.processed` frames read earlier, which the sender
+            // tracks by their own answer and ignores here.
             context.writeAndFlush(wrapOutboundOut(Frames.seq(.received, highestReceived, allocator: context.channel.allocator)), promise: nil)
+        }
+        if sawData {
+            sawData = false
             if let member, signOfLife.due() { delegate.transport(sawActivityFrom: member) }
         }
         context.fireChannelReadComplete()

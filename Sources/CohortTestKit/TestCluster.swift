@@ -18,6 +18,18 @@ public func eventually(
     return try await condition()
 }
 
+/// Suspends until the current task is cancelled, then throws `CancellationError`.
+///
+/// A stand-in for work that never ends by itself — a resolver that hangs, a discovery that has
+/// nothing to report — without a timer: the task wakes only when it is cancelled.
+public func suspendUntilCancelled() async throws {
+    let (stream, continuation) = AsyncStream<Never>.makeStream()
+    // Iterating an AsyncStream ends when the iterating task is cancelled.
+    for await _ in stream {}
+    withExtendedLifetime(continuation) {}
+    throw CancellationError()
+}
+
 /// Several nodes in one process, over loopback TCP or an in-memory network, for tests and
 /// examples.
 ///

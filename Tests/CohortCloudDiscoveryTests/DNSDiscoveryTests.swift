@@ -27,7 +27,7 @@ final class ScriptedResolver: DNSResolver {
         case .addresses(let list): return list
         case .failure(let reason): throw CohortError(.connectionFailed, "cannot resolve '\(name)': \(reason)")
         case .hang:
-            try await Task.sleep(for: .seconds(3600))
+            try await suspendUntilCancelled()
             return []
         }
     }

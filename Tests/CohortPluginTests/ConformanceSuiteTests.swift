@@ -112,7 +112,7 @@ struct ConformanceSuiteTests {
 struct SilentDiscovery: DiscoveryProvider {
     var name: String { "silent" }
     func run(local: Member, report: @escaping @Sendable (DiscoveryEvent) -> Void) async throws {
-        while !Task.isCancelled { try await Task.sleep(for: .milliseconds(10)) }
+        try await suspendUntilCancelled()
     }
 }
 
@@ -121,7 +121,7 @@ struct SelfProposingDiscovery: DiscoveryProvider {
     var name: String { "selfish" }
     func run(local: Member, report: @escaping @Sendable (DiscoveryEvent) -> Void) async throws {
         report(.candidates([local.endpoint]))
-        while !Task.isCancelled { try await Task.sleep(for: .milliseconds(10)) }
+        try await suspendUntilCancelled()
     }
 }
 

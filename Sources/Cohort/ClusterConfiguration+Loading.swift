@@ -74,13 +74,7 @@ extension ClusterConfiguration {
         }
         func bool() throws -> Bool {
             if let b = value as? Bool { return b }
-            if let s = value as? String {
-                switch s.lowercased() {
-                case "true", "1", "yes": return true
-                case "false", "0", "no": return false
-                default: break
-                }
-            }
+            if let s = value as? String, let b = Bool(settingText: s) { return b }
             throw bad("true or false")
         }
         func millis() throws -> Duration {

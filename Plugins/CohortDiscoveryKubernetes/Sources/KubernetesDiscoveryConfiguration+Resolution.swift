@@ -72,11 +72,10 @@ extension KubernetesDiscoveryConfiguration {
             return number
         }
         func flag(_ setting: String, _ text: String) throws -> Bool {
-            switch text.lowercased() {
-            case "true", "yes", "1", "on": return true
-            case "false", "no", "0", "off": return false
-            default: throw CohortError(.badConfiguration, "discovery.kubernetes setting '\(setting)' must be true or false, got '\(text)'")
+            guard let flag = Bool(settingText: text) else {
+                throw CohortError(.badConfiguration, "discovery.kubernetes setting '\(setting)' must be true or false, got '\(text)'")
             }
+            return flag
         }
 
         guard let host = value("apiHost") else {

@@ -86,11 +86,8 @@ public struct MulticastDiscoveryConfiguration: Sendable, Equatable {
         ttl = try number("ttl", 0...255)
         interface = value("interface") ?? value("bind")
         if let text = value("loopback") {
-            switch text.lowercased() {
-            case "true", "on", "yes", "1": loopback = true
-            case "false", "off", "no", "0": loopback = false
-            default: throw bad("loopback", "true or false", text)
-            }
+            guard let flag = Bool(settingText: text) else { throw bad("loopback", "true or false", text) }
+            loopback = flag
         }
         if let n = try number("recoveryBackoffMs", 1...3_600_000) { recoveryBackoff = .milliseconds(n) }
         if let n = try number("recoveryMaxBackoffMs", 1...3_600_000) { recoveryMaxBackoff = .milliseconds(n) }

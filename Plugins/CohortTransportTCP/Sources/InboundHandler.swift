@@ -75,9 +75,9 @@ final class InboundProcessor: @unchecked Sendable {
     private func drain() async {
         var handled = 0
         while true {
-            // The handlers rarely suspend: without a yield a long burst would hold a thread of the
-            // cooperative pool (two on a 2-core machine) and starve the node's timers, heartbeats
-            // included, until the burst is over.
+            // The handlers rarely suspend: without a yield a long burst would hold the event loop
+            // (or a thread of the cooperative pool) and starve other connections' I/O and the
+            // node's timers, heartbeats included, until the burst is over.
             handled &+= 1
             if handled % Self.yieldEvery == 0 { await Task.yield() }
             let (item, resume, paused) = next()

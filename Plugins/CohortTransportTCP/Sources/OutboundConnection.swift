@@ -191,20 +191,12 @@ final class OutboundConnection: @unchecked Sendable {
         }
     }
 
-    /// Writes a control frame (heartbeat, leave) if connected; connects if idle.
-    ///
-    /// - Parameter flushNow: flush at once instead of with the next coalesced flush, which may
-    ///   wait behind a long backlog of loop tasks under load (heartbeats must not).
-    func writeControl(_ frame: ByteBuffer, flushNow: Bool = false) {
+    /// Writes a control frame (a heartbeat) if connected, flushed at once: the coalesced flush may
+    /// wait behind a long backlog of loop tasks under load, and heartbeats must not. Connects if idle.
+    func writeControl(_ frame: ByteBuffer) {
         switch state {
         case .ready(let channel):
-            channel.write(frame, promise: nil)
-            if flushNow {
-                channel.flush()
-            } else if !dirty {
-                dirty = true
-                transport.scheduleFlush(self)
-            }
+            channel.writeAndFlush(frame, promise: nil)
         case .idle:
             beforeReady.append(frame)
             _ = connect(timeout: transport.settings.connectTimeout)

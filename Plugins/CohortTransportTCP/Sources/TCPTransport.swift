@@ -306,7 +306,7 @@ public final class TCPTransport: Transport, @unchecked Sendable {
         guard !isShuttingDown else { return }
         loop.execute { [self] in
             for member in members {
-                connection(to: member).writeControl(Frames.control(.heartbeat, allocator: allocator), flushNow: true)
+                connection(to: member).writeControl(Frames.control(.heartbeat, allocator: allocator))
             }
         }
     }

@@ -141,9 +141,9 @@ public struct TransportSettings: Sendable, Codable, Equatable {
     /// `true` (the default): on the connection's event loop, as the task executor preference of
     /// the task that drains the connection — handlers, and the actors they call, run there until
     /// they hop elsewhere, so a message and its acknowledgement cost no thread switch on the
-    /// receiver (about 10–20 % off a `.processed` send on loopback, see docs/adr/0006). Handlers must then not block or compute
-    /// for long; hand such work to a task of its own. `false`: on Swift's global concurrent pool,
-    /// one thread switch away from the loop each way. See docs/adr/0006.
+    /// receiver (about 10–20 % off a `.processed` send on loopback). Handlers must then not block
+    /// or compute for long; hand such work to a task of its own. `false`: on Swift's global
+    /// concurrent pool, one thread switch away from the loop each way. See docs/adr/0006.
     public var handlersOnEventLoop: Bool
 
     public init(maxFrameSize: Int = 16 * 1024 * 1024, connectTimeout: Duration = .milliseconds(1000), handlersOnEventLoop: Bool = true) {

@@ -118,7 +118,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CohortTests",
-            dependencies: ["Cohort", "CohortTestKit", core],
+            dependencies: ["Cohort", "CohortTestKit", "CohortTransportTCP", core],
             swiftSettings: swiftSettings
         ),
     ] + builtInPlugins.map {

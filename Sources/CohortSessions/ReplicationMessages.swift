@@ -17,7 +17,33 @@ struct ReplicaUpdate: ReplicaMessage {
     var key: String
     /// The encoded change.
     var body: ByteBuffer
-    enum CodingKeys: String, CodingKey { case store = "s", key = "k", body = "b" }
+}
+
+/// The two messages sent once per change (``ReplicaUpdate``, ``BackupUpdate``) are encoded as one
+/// flat unkeyed container — store, key, body — rather than a map: a map costs the receiver an
+/// index of its keys and a lookup per field, on the path every synchronous change waits for.
+enum FlatChange {
+    static func decode(from decoder: any Decoder) throws -> (store: String, key: String, body: ByteBuffer) {
+        var container = try decoder.unkeyedContainer()
+        return (try container.decode(String.self), try container.decode(String.self), try container.decode(ByteBuffer.self))
+    }
+
+    static func encode(_ store: String, _ key: String, _ body: ByteBuffer, to encoder: any Encoder) throws {
+        var container = encoder.unkeyedContainer()
+        try container.encode(store)
+        try container.encode(key)
+        try container.encode(body)
+    }
+}
+
+extension ReplicaUpdate {
+    init(from decoder: any Decoder) throws { (store, key, body) = try FlatChange.decode(from: decoder) }
+    func encode(to encoder: any Encoder) throws { try FlatChange.encode(store, key, body, to: encoder) }
+}
+
+extension BackupUpdate {
+    init(from decoder: any Decoder) throws { (store, key, body) = try FlatChange.decode(from: decoder) }
+    func encode(to encoder: any Encoder) throws { try FlatChange.encode(store, key, body, to: encoder) }
 }
 
 /// "Send me all your entries."
@@ -77,7 +103,6 @@ struct BackupUpdate: ReplicaMessage {
     var key: String
     /// The encoded change.
     var body: ByteBuffer
-    enum CodingKeys: String, CodingKey { case store = "s", key = "k", body = "b" }
 }
 
 /// New locations of keys (owner changes, new backups), for every node's location table.

@@ -35,6 +35,9 @@ public final class TCPTransport: Transport, @unchecked Sendable {
     // Loop-confined: connections with unflushed writes.
     private var flushQueue: [OutboundConnection] = []
     private var flushScheduled = false
+    // Loop-confined: the timeouts of acknowledged sends, and the one timer that serves them.
+    private var deadlines = SendDeadlines()
+    private var deadlineTimer: (task: Scheduled<Void>, at: NIODeadline)?
 
     /// Creates a transport.
     ///
@@ -294,12 +297,26 @@ public final class TCPTransport: Transport, @unchecked Sendable {
                     connection.enqueue(frame, seq: seq, ticket: ticket, slot: i, guarantee: sendGuarantee)
                 }
                 if !ticket.isFinished {
-                    self.loop.scheduleTask(in: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000)) {
-                        ticket.expire()
-                    }
+                    watch(ticket, deadline: .now() + .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
                 }
             }
         }
+    }
+
+    /// Times `ticket` out at `deadline` unless its acknowledgements arrive first. Loop only.
+    private func watch(_ ticket: SendTicket, deadline: NIODeadline) {
+        let earliest = deadlines.add(ticket, deadline: deadline)
+        if let armed = deadlineTimer, !earliest || armed.at <= deadline { return }
+        armDeadlineTimer(at: deadlines.earliest ?? deadline)
+    }
+
+    private func armDeadlineTimer(at deadline: NIODeadline) {
+        deadlineTimer?.task.cancel()
+        let task = loop.scheduleTask(deadline: deadline) { [self] in
+            deadlineTimer = nil
+            if let next = deadlines.expire(now: .now()) { armDeadlineTimer(at: next) }
+        }
+        deadlineTimer = (task, deadline)
     }
 
     public func heartbeat(to members: [Member]) {

@@ -1,0 +1,63 @@
+import CohortNIO
+import DequeModule
+
+/// The deadlines of the acknowledged sends still waiting, earliest first, served by one timer.
+///
+/// A timer per send (an `EventLoop.scheduleTask` each) would keep every send's timer in the
+/// loop's heap for the whole timeout even after its acknowledgements arrived (cancelling is a
+/// linear search there), and each would later wake the loop once for nothing: at a few thousand
+/// synchronous sends per second, thousands of wake-ups per second. Here a send whose
+/// acknowledgements arrived is dropped the next time the queue is touched, and one timer, armed
+/// for the earliest deadline, fires about once per timeout.
+///
+/// Loop-confined, like the connections.
+struct SendDeadlines {
+    private var pending = Deque<(deadline: NIODeadline, ticket: SendTicket)>()
+
+    /// How many sends are tracked (finished ones not dropped yet included).
+    var count: Int { pending.count }
+
+    /// The earliest deadline tracked.
+    var earliest: NIODeadline? { pending.first?.deadline }
+
+    /// Tracks a send until `deadline`.
+    ///
+    /// - Returns: whether `deadline` is now the earliest one (the timer may need to fire sooner).
+    mutating func add(_ ticket: SendTicket, deadline: NIODeadline) -> Bool {
+        dropFinished()
+        // Sends with the same timeout arrive in deadline order: appending is the common case.
+        if let last = pending.last, last.deadline > deadline {
+            var low = 0
+            var high = pending.count
+            while low < high {
+                let middle = (low + high) / 2
+                if pending[middle].deadline <= deadline { low = middle + 1 } else { high = middle }
+            }
+            pending.insert((deadline, ticket), at: low)
+            return low == 0
+        }
+        pending.append((deadline, ticket))
+        return pending.count == 1
+    }
+
+    /// Times out every send due at `now` and drops the finished ones at the front.
+    ///
+    /// - Returns: the deadline the timer must fire at next, if any send still waits.
+    mutating func expire(now: NIODeadline) -> NIODeadline? {
+        while let first = pending.first {
+            if first.ticket.isFinished {
+                pending.removeFirst()
+            } else if first.deadline <= now {
+                pending.removeFirst()
+                first.ticket.expire()
+            } else {
+                break
+            }
+        }
+        return pending.first?.deadline
+    }
+
+    private mutating func dropFinished() {
+        while let first = pending.first, first.ticket.isFinished { pending.removeFirst() }
+    }
+}

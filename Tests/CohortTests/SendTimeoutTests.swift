@@ -1,0 +1,141 @@
+import Cohort
+import CohortNIO
+import CohortTestKit
+import Synchronization
+import Testing
+
+@testable import CohortTransportTCP
+
+/// Timeouts of acknowledged sends: one queue of deadlines and one timer per transport.
+@Suite("Send timeouts", .timeLimit(.minutes(1)))
+struct SendTimeoutTests {
+    private static func ticket() -> SendTicket { SendTicket(members: [MemberID(high: 1, low: 2)]) }
+
+    @Test func deadlinesAreKeptInOrderAndOnlyDueSendsExpire() {
+        var deadlines = SendDeadlines()
+        let t0 = NIODeadline.uptimeNanoseconds(1_000_000_000)
+        let late = Self.ticket()
+        let middle = Self.ticket()
+        let early = Self.ticket()
+        let first = deadlines.add(late, deadline: t0 + .milliseconds(300))
+        let second = deadlines.add(middle, deadline: t0 + .milliseconds(300))
+        #expect(first && !second)
+        // A shorter timeout behind longer ones becomes the earliest deadline.
+        let third = deadlines.add(early, deadline: t0 + .milliseconds(100))
+        #expect(third)
+        #expect(deadlines.earliest == t0 + .milliseconds(100))
+
+        let notYet = deadlines.expire(now: t0 + .milliseconds(99))
+        #expect(notYet == t0 + .milliseconds(100))
+        #expect(!early.isFinished)
+        let afterEarly = deadlines.expire(now: t0 + .milliseconds(100))
+        #expect(afterEarly == t0 + .milliseconds(300))
+        #expect(early.isFinished)
+        #expect(!late.isFinished && !middle.isFinished)
+        let afterAll = deadlines.expire(now: t0 + .seconds(1))
+        #expect(afterAll == nil)
+        #expect(late.isFinished && middle.isFinished)
+        #expect(deadlines.count == 0)
+    }
+
+    @Test func answeredSendsAreDroppedWithoutExpiring() {
+        var deadlines = SendDeadlines()
+        let t0 = NIODeadline.uptimeNanoseconds(1_000_000_000)
+        var tickets: [SendTicket] = []
+        for i in 0..<100 {
+            let ticket = Self.ticket()
+            tickets.append(ticket)
+            _ = deadlines.add(ticket, deadline: t0 + .milliseconds(Int64(i)))
+            // Answered before the next send, as synchronous sends are.
+            ticket.resolve(slot: 0, .delivered)
+        }
+        // Each add dropped the answered sends in front of it: only the last one is left.
+        #expect(deadlines.count == 1)
+        let waiting = Self.ticket()
+        _ = deadlines.add(waiting, deadline: t0 + .seconds(5))
+        #expect(deadlines.count == 1)
+        let next = deadlines.expire(now: t0 + .seconds(1))
+        #expect(next == t0 + .seconds(5))
+        #expect(!waiting.isFinished)
+    }
+
+    /// Over TCP: a member whose handler never finishes makes processed sends time out, each at its
+    /// own timeout, the shorter one first even when it was sent second; a send that is answered
+    /// is delivered.
+    @Test func sendsToAMemberThatNeverAnswersTimeOutAtTheirOwnDeadlines() async throws {
+        let sender = TCPTransport()
+        let receiver = TCPTransport()
+        let holding = HoldingDelegate(heldType: MessageType(41))
+        _ = try await sender.start(local: TransportConformance.localMember(0), delegate: RecordingTransportDelegate())
+        var local = TransportConformance.localMember(1)
+        local.endpoint = try await receiver.start(local: local, delegate: holding)
+        let target = local
+        func message(_ type: UInt32, timeout: Duration) -> OutboundMessage {
+            OutboundMessage(type: MessageType(type), codec: .binary, payload: ByteBuffer(string: "x"), options: SendOptions(guarantee: .processed, timeout: timeout))
+        }
+        // Connect first, so that both held sends start their clocks at about the same time.
+        let warm = await sender.send(message(42, timeout: .seconds(5)), to: [target])
+        #expect(warm.outcome(for: target.id) == .delivered)
+
+        let clock = ContinuousClock()
+        let start = clock.now
+        async let long: (SendReport, Duration) = { let r = await sender.send(message(41, timeout: .milliseconds(900)), to: [target]); return (r, clock.now - start) }()
+        async let short: (SendReport, Duration) = { let r = await sender.send(message(41, timeout: .milliseconds(150)), to: [target]); return (r, clock.now - start) }()
+        let (longReport, longTook) = await long
+        let (shortReport, shortTook) = await short
+        #expect(shortReport.outcome(for: target.id) == .timedOut)
+        #expect(longReport.outcome(for: target.id) == .timedOut)
+        #expect(shortTook >= .milliseconds(150))
+        #expect(longTook >= .milliseconds(900))
+        #expect(shortTook < longTook, "short \(shortTook), long \(longTook)")
+
+        holding.release()
+        let after = await sender.send(message(42, timeout: .seconds(5)), to: [target])
+        #expect(after.outcome(for: target.id) == .delivered)
+        await sender.shutdown()
+        await receiver.shutdown()
+    }
+}
+
+/// Holds messages of one type in the handler until ``release()``; answers the others at once.
+final class HoldingDelegate: TransportDelegate, Sendable {
+    private struct State {
+        var released = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    let heldType: MessageType
+    private let state = Mutex(State())
+
+    init(heldType: MessageType) {
+        self.heldType = heldType
+    }
+
+    func release() {
+        let waiters = state.withLock { state in
+            state.released = true
+            defer { state.waiters.removeAll() }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    func transport(didAccept member: Member) {}
+    func transport(heardFrom member: Member) {}
+    func transport(received message: InboundMessage) async -> DeliveryResult {
+        if message.type == heldType {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = state.withLock { state in
+                    if state.released { return true }
+                    state.waiters.append(continuation)
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        }
+        return .processed
+    }
+    func transport(lostConnectionTo member: Member, reason: String) {}
+    func transport(memberLeft member: Member) {}
+    func transport(asyncMessagesFailed count: Int, to member: Member, reason: String) {}
+}

@@ -11,6 +11,8 @@ import Synchronization
 /// - Acknowledgements: cumulative `received` frames (one per read batch) and per-message
 ///   `processed`/`failed` frames; the sender waits with one continuation per message.
 /// - Frames above ``TransportSettings/maxFrameSize`` are refused by sender and receiver.
+/// - Timeouts: the deadlines of acknowledged sends wait in one queue served by one loop timer,
+///   not a timer per send (see `SendDeadlines`).
 public final class TCPTransport: Transport, @unchecked Sendable {
     let settings: TransportSettings
     let group: any EventLoopGroup

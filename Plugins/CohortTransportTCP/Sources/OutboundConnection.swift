@@ -77,7 +77,7 @@ final class OutboundConnection: @unchecked Sendable {
         state = .connecting
         let maxFrame = transport.settings.maxFrameSize
         let bootstrap = ClientBootstrap(group: loop)
-            .connectTimeout(TimeAmount.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
+            .connectTimeout(TimeAmount(timeout))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -95,7 +95,7 @@ final class OutboundConnection: @unchecked Sendable {
                 let hello = Frames.hello(kind: .hello, member: transport.localMember, allocator: channel.allocator)
                 channel.writeAndFlush(hello, promise: nil)
                 // The hello reply moves the state to ready (see onHelloReply).
-                loop.scheduleTask(in: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000)) { [self] in
+                loop.scheduleTask(in: TimeAmount(timeout)) { [self] in
                     if case .connecting = state {
                         fail(reason: "no hello reply from \(endpoint) within \(timeout)")
                         channel.close(promise: nil)

@@ -6,9 +6,9 @@ import DequeModule
 /// A timer per send (an `EventLoop.scheduleTask` each) would keep every send's timer in the
 /// loop's heap for the whole timeout even after its acknowledgements arrived (cancelling is a
 /// linear search there), and each would later wake the loop once for nothing: at a few thousand
-/// synchronous sends per second, thousands of wake-ups per second. Here a send whose
-/// acknowledgements arrived is dropped the next time the queue is touched, and one timer, armed
-/// for the earliest deadline, fires about once per timeout.
+/// synchronous sends per second, thousands of wake-ups per second. Here answered sends are dropped
+/// from the front of the queue whenever a send is added or the timer fires (the rest when they
+/// reach the front), and one timer, armed for the earliest deadline, fires about once per timeout.
 ///
 /// Loop-confined, like the connections.
 struct SendDeadlines {
@@ -20,10 +20,8 @@ struct SendDeadlines {
     /// The earliest deadline tracked.
     var earliest: NIODeadline? { pending.first?.deadline }
 
-    /// Tracks a send until `deadline`.
-    ///
-    /// - Returns: whether `deadline` is now the earliest one (the timer may need to fire sooner).
-    mutating func add(_ ticket: SendTicket, deadline: NIODeadline) -> Bool {
+    /// Tracks a send until `deadline` (and first drops the answered sends at the front).
+    mutating func add(_ ticket: SendTicket, deadline: NIODeadline) {
         dropFinished()
         // Sends with the same timeout arrive in deadline order: appending is the common case.
         if let last = pending.last, last.deadline > deadline {
@@ -34,10 +32,9 @@ struct SendDeadlines {
                 if pending[middle].deadline <= deadline { low = middle + 1 } else { high = middle }
             }
             pending.insert((deadline, ticket), at: low)
-            return low == 0
+        } else {
+            pending.append((deadline, ticket))
         }
-        pending.append((deadline, ticket))
-        return pending.count == 1
     }
 
     /// Times out every send due at `now` and drops the finished ones at the front.

@@ -299,7 +299,7 @@ public final class TCPTransport: Transport, @unchecked Sendable {
                     connection.enqueue(frame, seq: seq, ticket: ticket, slot: i, guarantee: sendGuarantee)
                 }
                 if !ticket.isFinished {
-                    watch(ticket, deadline: .now() + .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
+                    watch(ticket, deadline: .now() + TimeAmount(timeout))
                 }
             }
         }
@@ -307,9 +307,10 @@ public final class TCPTransport: Transport, @unchecked Sendable {
 
     /// Times `ticket` out at `deadline` unless its acknowledgements arrive first. Loop only.
     private func watch(_ ticket: SendTicket, deadline: NIODeadline) {
-        let earliest = deadlines.add(ticket, deadline: deadline)
-        if let armed = deadlineTimer, !earliest || armed.at <= deadline { return }
-        armDeadlineTimer(at: deadlines.earliest ?? deadline)
+        deadlines.add(ticket, deadline: deadline)
+        guard let earliest = deadlines.earliest else { return }
+        if let armed = deadlineTimer, armed.at <= earliest { return }
+        armDeadlineTimer(at: earliest)
     }
 
     private func armDeadlineTimer(at deadline: NIODeadline) {
@@ -346,11 +347,11 @@ public final class TCPTransport: Transport, @unchecked Sendable {
 
     public func probe(_ member: Member, timeout: Duration) async -> FailureDetectorState.ProbeResult {
         let local = localMember
-        let nanos = Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
+        let wait = TimeAmount(timeout)
         let promise = loop.makePromise(of: Member.self)
         let maxFrame = settings.maxFrameSize
         let bootstrap = ClientBootstrap(group: loop)
-            .connectTimeout(.nanoseconds(nanos))
+            .connectTimeout(wait)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: maxFrame)))
@@ -370,7 +371,7 @@ public final class TCPTransport: Transport, @unchecked Sendable {
         WireFormat.writeHeader(kind: .probe, length: body.readableBytes, into: &frame)
         frame.writeImmutableBuffer(body)
         channel.writeAndFlush(frame, promise: nil)
-        let timer = loop.scheduleTask(in: .nanoseconds(nanos)) { promise.fail(CohortError(.timeout, "probe timed out")) }
+        let timer = loop.scheduleTask(in: wait) { promise.fail(CohortError(.timeout, "probe timed out")) }
         defer {
             timer.cancel()
             channel.close(promise: nil)

@@ -203,6 +203,20 @@ public final class TCPTransport: Transport, @unchecked Sendable {
         }
     }
 
+    /// The connection a send's loop task writes to: the one looked up when the send began, unless
+    /// it closed in between — typically replaced by a newer connection to the same member (both
+    /// sides connecting at start-up), which retires it and closes it at once when it carries
+    /// nothing. Nothing was written to it, so the message goes to the member's current connection
+    /// (a fresh one if there is none, as the next send would get) and its place in the queue limit
+    /// moves with it. Loop only.
+    private func current(_ connection: OutboundConnection, for member: Member) -> OutboundConnection {
+        guard connection.isClosed else { return connection }
+        let replacement = self.connection(to: member)
+        connection.inFlight.subtract(1, ordering: .relaxed)
+        replacement.inFlight.add(1, ordering: .relaxed)
+        return replacement
+    }
+
     /// The next sequence number. Loop only.
     private func nextSequence() -> UInt64 {
         loop.preconditionInEventLoop()
@@ -276,9 +290,8 @@ public final class TCPTransport: Transport, @unchecked Sendable {
                 let seq = nextSequence()
                 let frame = Frames.data(message, seq: seq, allocator: allocator)
                 for (i, connection) in connections.enumerated() where early[i] == nil {
-                    connection.enqueue(frame, seq: seq, ticket: nil, slot: i, guarantee: .asynchronous)
+                    current(connection, for: members[i]).enqueue(frame, seq: seq, ticket: nil, slot: i, guarantee: .asynchronous)
                 }
-                _ = self
             }
             var report = SendReport()
             report.outcomes.reserveCapacity(members.count)
@@ -296,7 +309,7 @@ public final class TCPTransport: Transport, @unchecked Sendable {
                 let seq = nextSequence()
                 let frame = Frames.data(message, seq: seq, allocator: allocator)
                 for (i, connection) in connections.enumerated() where early[i] == nil {
-                    connection.enqueue(frame, seq: seq, ticket: ticket, slot: i, guarantee: sendGuarantee)
+                    current(connection, for: members[i]).enqueue(frame, seq: seq, ticket: ticket, slot: i, guarantee: sendGuarantee)
                 }
                 if !ticket.isFinished {
                     watch(ticket, deadline: .now() + TimeAmount(timeout))

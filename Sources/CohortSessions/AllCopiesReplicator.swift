@@ -8,7 +8,7 @@ import Cohort
 actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
     enum Job: Sendable {
         case request(to: MemberID, request: UInt64)
-        case serve(to: MemberID, request: UInt64, snapshot: [String: Entry], sourceReady: Bool, members: [MemberID])
+        case serve(to: MemberID, request: UInt64, snapshot: [String: Entry], sourceReady: Bool)
     }
 
     nonisolated let settings: ReplicatorSettings
@@ -168,7 +168,7 @@ actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
     private func applyBatch(_ batch: ReplicaTransferBatch, entries: [String: Entry], from source: MemberID) {
         perform(state.onTransferBatch(
             from: source, request: batch.request, entries: entries, last: batch.last,
-            sourceReady: batch.sourceReady, sourceMembers: batch.members, now: wall.now
+            sourceReady: batch.sourceReady, now: wall.now
         ))
     }
 
@@ -209,8 +209,8 @@ actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
                 events.append(event)
             case .requestTransfer(let member, let request):
                 jobInput.yield(.request(to: member, request: request))
-            case .serveTransfer(let member, let request, let snapshot, let ready, let members):
-                jobInput.yield(.serve(to: member, request: request, snapshot: snapshot, sourceReady: ready, members: members))
+            case .serveTransfer(let member, let request, let snapshot, let ready):
+                jobInput.yield(.serve(to: member, request: request, snapshot: snapshot, sourceReady: ready))
             case .becameReady(let transferred, _):
                 let elapsed = ContinuousClock.now - runStarted
                 logger.debug("store \(settings.name) ready: \(transferred) entries transferred, \(elapsed) after start")
@@ -234,15 +234,15 @@ actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
                 logger.debug("store \(settings.name): transfer request to \(member) failed: \(report.map { "\($0)" } ?? "channel stopped")")
                 await requestFailed(member, request: request)
             }
-        case .serve(let member, let request, let snapshot, let ready, let members):
-            await serve(snapshot, to: member, request: request, sourceReady: ready, members: members)
+        case .serve(let member, let request, let snapshot, let ready):
+            await serve(snapshot, to: member, request: request, sourceReady: ready)
         }
     }
 
     /// Sends a snapshot in batches. Up to ``transferWindow`` batches are in flight (the next
     /// one is encoded while the receiver applies the previous ones); the last batch, which
     /// ends the transfer, goes only after every other batch was applied.
-    private nonisolated func serve(_ snapshot: [String: Entry], to member: MemberID, request: UInt64, sourceReady: Bool, members: [MemberID]) async {
+    private nonisolated func serve(_ snapshot: [String: Entry], to member: MemberID, request: UInt64, sourceReady: Bool) async {
         let name = settings.name
         let channel = self.channel
         let codec = self.codec
@@ -251,7 +251,7 @@ actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
             let body = try codec.encodeValue(batch, what: "transfer batch \(sequence)")
             let message = ReplicaTransferBatch(
                 store: name, request: request, sequence: sequence, body: body, last: last,
-                sourceReady: sourceReady, members: last ? members : []
+                sourceReady: sourceReady
             )
             let report = try await channel.send(message, to: .member(member), options: options)
             guard report.allSucceeded else { throw CohortError(.connectionFailed, "\(report)") }

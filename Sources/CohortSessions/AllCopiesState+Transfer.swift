@@ -10,8 +10,13 @@ import Cohort
 ///   member — two nodes starting together never wait on each other;
 /// - a node with no ready member to copy from is ready after ``AllCopiesState/Settings/settle``;
 /// - a transfer whose source leaves (or stalls) restarts from another member;
-/// - a ready node that meets a member it is not known to have the entries of (a partition that
-///   healed, a member discovered late) pulls from it too, and merges.
+/// - once it has the source's entries, it also pulls from every other member of its view before
+///   it is ready (phase ``AllCopiesState/Phase/catchingUp``): a member sends its changes only to
+///   the members in its own view, so a change made by a member that did not know the joiner yet
+///   may have reached the source after the source's snapshot, and only that member's own copy
+///   (taken once the joiner is in its view) is sure to hold it;
+/// - a ready node that meets a member it has not pulled from (a partition that healed, a member
+///   discovered late) pulls from it too, and merges.
 extension AllCopiesState {
     // MARK: - start
 
@@ -65,15 +70,26 @@ extension AllCopiesState {
             actions.append(contentsOf: pickSource(now: now))
         case .transferring:
             break
-        case .ready:
-            if !covered.contains(member.id) {
-                let request = nextRequest
-                nextRequest += 1
-                pulls[request] = member.id
-                actions.append(.requestTransfer(to: member.id, request: request))
-            }
+        case .catchingUp, .ready:
+            if let pull = pull(from: member.id) { actions.append(pull) }
         }
         return actions
+    }
+
+    /// Asks a member for its entries, to merge them, unless this node has them already or is
+    /// asking already.
+    private mutating func pull(from member: MemberID) -> Action? {
+        guard !covered.contains(member), !pulls.values.contains(member) else { return nil }
+        let request = nextRequest
+        nextRequest += 1
+        pulls[request] = member
+        return .requestTransfer(to: member, request: request)
+    }
+
+    /// While catching up: ready once every pull has been answered, has failed, or its member left.
+    private mutating func readyIfCaughtUp(now: WallMillis) -> [Action] {
+        guard phase == .catchingUp, pulls.isEmpty else { return [] }
+        return becomeReady(now: now)
     }
 
     /// A member left the view (gracefully or declared dead).
@@ -87,6 +103,7 @@ extension AllCopiesState {
             setPhase(.starting)
             actions.append(contentsOf: pickSource(now: now))
         }
+        actions.append(contentsOf: readyIfCaughtUp(now: now))
         return actions
     }
 
@@ -107,7 +124,7 @@ extension AllCopiesState {
     }
 
     private func serve(to member: MemberID, request: UInt64) -> Action {
-        .serveTransfer(to: member, request: request, snapshot: entries, sourceReady: isReady, members: members.map(\.id))
+        .serveTransfer(to: member, request: request, snapshot: entries, sourceReady: isReady)
     }
 
     // MARK: - receiving
@@ -119,7 +136,6 @@ extension AllCopiesState {
         entries batch: [String: Entry],
         last: Bool,
         sourceReady: Bool,
-        sourceMembers: [MemberID],
         now: WallMillis
     ) -> [Action] {
         var actions = merge(batch, now: now)
@@ -128,17 +144,27 @@ extension AllCopiesState {
             transferred += batch.count
             if last {
                 if sourceReady {
-                    covered = Set(sourceMembers).union([source])
-                    actions.append(contentsOf: becomeReady(now: now))
+                    covered = [source]
+                    setPhase(.catchingUp)
+                    for member in members where member.id != source {
+                        if let pull = pull(from: member.id) { actions.append(pull) }
+                    }
+                    actions.append(contentsOf: readyIfCaughtUp(now: now))
                 } else {
                     declined.insert(source)
                     setPhase(.starting)
                     actions.append(contentsOf: pickSource(now: now))
                 }
             }
-        } else if pulls[request] == source, last {
-            pulls[request] = nil
-            if sourceReady { covered.formUnion(sourceMembers + [source]) }
+        } else if pulls[request] == source {
+            lastProgress = now
+            if last {
+                // The member served this copy with this node in its view: every change it made
+                // before is in the copy, every later one is sent here.
+                pulls[request] = nil
+                covered.insert(source)
+                actions.append(contentsOf: readyIfCaughtUp(now: now))
+            }
         }
         return actions
     }
@@ -152,6 +178,7 @@ extension AllCopiesState {
             setPhase(.starting)
             actions.append(contentsOf: pickSource(now: now))
         }
+        actions.append(contentsOf: readyIfCaughtUp(now: now))
         return actions
     }
 
@@ -168,6 +195,12 @@ extension AllCopiesState {
                 declined.insert(source)
                 setPhase(.starting)
                 actions.append(contentsOf: pickSource(now: now))
+            }
+        case .catchingUp:
+            // Pulls that make no progress do not hold the node back for ever; their members stay
+            // uncovered, and a late answer is still merged.
+            if now - lastProgress >= settings.stallTimeout {
+                actions.append(contentsOf: becomeReady(now: now))
             }
         case .ready:
             break

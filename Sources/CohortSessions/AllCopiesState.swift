@@ -26,6 +26,9 @@ struct AllCopiesState<Entry: ReplicatedEntry>: Sendable {
         case starting
         /// Copying from `source`.
         case transferring(source: MemberID, request: UInt64)
+        /// Has the source's entries; pulling from the other members of the view (see
+        /// `AllCopiesState+Transfer.swift` for why) before reporting ready.
+        case catchingUp
         /// Has every entry a member had when the transfer ended, and every change since.
         case ready
     }
@@ -35,7 +38,7 @@ struct AllCopiesState<Entry: ReplicatedEntry>: Sendable {
         /// Ask a member for all its entries.
         case requestTransfer(to: MemberID, request: UInt64)
         /// Send all entries of `snapshot` to a member, in batches.
-        case serveTransfer(to: MemberID, request: UInt64, snapshot: [String: Entry], sourceReady: Bool, members: [MemberID])
+        case serveTransfer(to: MemberID, request: UInt64, snapshot: [String: Entry], sourceReady: Bool)
         /// The node is ready: `transferred` entries arrived by transfer, in `elapsed` ms.
         case becameReady(transferred: Int, elapsed: Int64)
         /// Tell listeners.
@@ -64,9 +67,10 @@ struct AllCopiesState<Entry: ReplicatedEntry>: Sendable {
     var startedAt: WallMillis?
     /// Members that answered "not ready" or failed, during this start-up.
     var declined: Set<MemberID> = []
-    /// Members whose entries this node is known to have (its transfer source and its view).
+    /// Members whose entries this node is known to have: its transfer source and every member it
+    /// pulled from (a copy taken while this node was in that member's view).
     var covered: Set<MemberID> = []
-    /// Merge pulls in flight (while ready), by request id.
+    /// Pulls in flight (while catching up or ready), by request id.
     var pulls: [UInt64: MemberID] = [:]
     /// Transfer requests from members not in the view yet.
     var parked: [(member: MemberID, request: UInt64)] = []

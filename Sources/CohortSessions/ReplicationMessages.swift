@@ -66,10 +66,8 @@ struct ReplicaTransferBatch: ReplicaMessage {
     var last: Bool
     /// Whether the source was ready when it took the snapshot.
     var sourceReady: Bool
-    /// The source's view when it took the snapshot (only in the last batch).
-    var members: [MemberID]
     enum CodingKeys: String, CodingKey {
-        case store = "s", request = "r", sequence = "q", body = "b", last = "l", sourceReady = "y", members = "m"
+        case store = "s", request = "r", sequence = "q", body = "b", last = "l", sourceReady = "y"
     }
 }
 

@@ -60,20 +60,21 @@ func testMember(_ n: UInt64) -> Member {
         _ = state.onRemoteDelta("k2", put("new", counter: 5), now: 1)
         // A change for "k1" that is older than the copy in the batch: harmless.
         _ = state.onRemoteDelta("k1", put("stale", counter: 1), now: 1)
-        _ = state.onTransferBatch(from: old.id, request: 1, entries: ["k1": entry("v1", counter: 3)], last: false, sourceReady: true, sourceMembers: [], now: 2)
+        _ = state.onTransferBatch(from: old.id, request: 1, entries: ["k1": entry("v1", counter: 3)], last: false, sourceReady: true, now: 2)
         #expect(!state.isReady)
-        let actions = state.onTransferBatch(from: old.id, request: 1, entries: ["k2": entry("v2", counter: 4)], last: true, sourceReady: true, sourceMembers: [young.id], now: 3)
+        let actions = state.onTransferBatch(from: old.id, request: 1, entries: ["k2": entry("v2", counter: 4)], last: true, sourceReady: true, now: 3)
         #expect(becameReady(actions))
         #expect(value(state, "k1") == "v1")
         #expect(value(state, "k2") == "new")
-        #expect(state.covered == [old.id, young.id])
+        // Only the source is covered: the source's view is no proof of having its members' changes.
+        #expect(state.covered == [old.id])
     }
 
     @Test func changesOfKeysThatNeverArriveAreDroppedAtReady() {
         var state = State(local: me.id, settings: settings())
         _ = state.onStart(members: [old], now: 0)
         _ = state.onRemoteDelta("ghost", put(nil, counter: 9).with(value: "x"), now: 1)
-        let actions = state.onTransferBatch(from: old.id, request: 1, entries: [:], last: true, sourceReady: true, sourceMembers: [], now: 2)
+        let actions = state.onTransferBatch(from: old.id, request: 1, entries: [:], last: true, sourceReady: true, now: 2)
         #expect(becameReady(actions))
         // A map put creates the key, so it is not an orphan: check with a non-creating session delta instead.
         var sessions = AllCopiesState<SessionRecord>(local: me.id, settings: .init(settle: 0))
@@ -82,7 +83,7 @@ func testMember(_ n: UInt64) -> Member {
         access.lastAccessedTime = 5
         _ = sessions.onRemoteDelta("s", access, now: 1)
         #expect(sessions.orphans["s"]?.count == 1)
-        let done = sessions.onTransferBatch(from: old.id, request: 1, entries: [:], last: true, sourceReady: true, sourceMembers: [], now: 2)
+        let done = sessions.onTransferBatch(from: old.id, request: 1, entries: [:], last: true, sourceReady: true, now: 2)
         #expect(done.contains { if case .droppedOrphans(1) = $0 { return true } else { return false } })
         #expect(sessions.orphans.isEmpty)
     }
@@ -90,13 +91,13 @@ func testMember(_ n: UInt64) -> Member {
     @Test func sourceThatLeavesIsReplaced() {
         var state = State(local: me.id, settings: settings())
         _ = state.onStart(members: [old, older], now: 0)
-        _ = state.onTransferBatch(from: older.id, request: 1, entries: ["a": entry("1", counter: 1)], last: false, sourceReady: true, sourceMembers: [], now: 1)
+        _ = state.onTransferBatch(from: older.id, request: 1, entries: ["a": entry("1", counter: 1)], last: false, sourceReady: true, now: 1)
         let actions = state.onMemberRemoved(older.id, now: 2)
         #expect(requests(actions).map(\.0) == [old.id])
         // A late batch of the abandoned transfer is merged but does not finish the new one.
-        let late = state.onTransferBatch(from: older.id, request: 1, entries: [:], last: true, sourceReady: true, sourceMembers: [], now: 3)
+        let late = state.onTransferBatch(from: older.id, request: 1, entries: [:], last: true, sourceReady: true, now: 3)
         #expect(!becameReady(late))
-        #expect(becameReady(state.onTransferBatch(from: old.id, request: 2, entries: [:], last: true, sourceReady: true, sourceMembers: [], now: 4)))
+        #expect(becameReady(state.onTransferBatch(from: old.id, request: 2, entries: [:], last: true, sourceReady: true, now: 4)))
         #expect(value(state, "a") == "1")
     }
 
@@ -126,14 +127,14 @@ func testMember(_ n: UInt64) -> Member {
         let served1 = first.onTransferRequest(from: young.id, request: 1)
         let served2 = second.onTransferRequest(from: old.id, request: 1)
         for served in [served1, served2] {
-            guard case .serveTransfer(_, _, _, let ready, _) = served.first else {
+            guard case .serveTransfer(_, _, _, let ready) = served.first else {
                 Issue.record("a starting node must answer a transfer request")
                 return
             }
             #expect(!ready)
         }
-        _ = first.onTransferBatch(from: young.id, request: 1, entries: [:], last: true, sourceReady: false, sourceMembers: [], now: 5)
-        _ = second.onTransferBatch(from: old.id, request: 1, entries: [:], last: true, sourceReady: false, sourceMembers: [], now: 5)
+        _ = first.onTransferBatch(from: young.id, request: 1, entries: [:], last: true, sourceReady: false, now: 5)
+        _ = second.onTransferBatch(from: old.id, request: 1, entries: [:], last: true, sourceReady: false, now: 5)
         #expect(becameReady(first.onTick(now: 100)))
         #expect(becameReady(second.onTick(now: 100)))
     }
@@ -143,15 +144,62 @@ func testMember(_ n: UInt64) -> Member {
         _ = state.onStart(members: [], now: 0)
         #expect(state.onTransferRequest(from: young.id, request: 4).isEmpty)
         let actions = state.onMemberAdded(young, now: 1)
-        #expect(actions.contains { if case .serveTransfer(young.id, 4, _, _, _) = $0 { return true } else { return false } })
+        #expect(actions.contains { if case .serveTransfer(young.id, 4, _, _) = $0 { return true } else { return false } })
     }
 
     @Test func readyNodePullsFromUncoveredMembers() {
         var state = State(local: me.id, settings: settings(settle: 0))
         _ = state.onStart(members: [old], now: 0)
-        _ = state.onTransferBatch(from: old.id, request: 1, entries: [:], last: true, sourceReady: true, sourceMembers: [young.id], now: 1)
-        #expect(requests(state.onMemberAdded(young, now: 2)).isEmpty)
-        #expect(requests(state.onMemberAdded(older, now: 2)).map(\.0) == [older.id])
+        _ = state.onTransferBatch(from: old.id, request: 1, entries: [:], last: true, sourceReady: true, now: 1)
+        #expect(state.isReady)
+        // The source is covered; members met later are pulled from, once each.
+        #expect(requests(state.onMemberRemoved(old.id, now: 2)).isEmpty)
+        #expect(requests(state.onMemberAdded(old, now: 2)).isEmpty)
+        let pulls = requests(state.onMemberAdded(older, now: 2))
+        #expect(pulls.map(\.0) == [older.id])
+        #expect(requests(state.onMemberRemoved(older.id, now: 3)).isEmpty)
+        #expect(requests(state.onMemberAdded(older, now: 3)).map(\.0) == [older.id])
+    }
+
+    /// The race behind a joiner that missed a change: `young` changed `k` while it did not know
+    /// the joiner yet, so the change went only to `old`, which applied it after taking the
+    /// joiner's snapshot. The joiner must not be ready on `old`'s copy alone: it pulls from
+    /// `young` (whose copy is taken once the joiner is in its view) and is ready after merging it.
+    @Test func joinerPullsFromEveryMemberBeforeItIsReady() {
+        var state = State(local: me.id, settings: settings())
+        let start = state.onStart(members: [young, old], now: 0)
+        #expect(requests(start).map(\.0) == [old.id])
+        // old's snapshot, taken before young's change of k reached old.
+        let afterSource = state.onTransferBatch(from: old.id, request: 1, entries: ["k": entry("v1", counter: 1)], last: true, sourceReady: true, now: 1)
+        #expect(!becameReady(afterSource))
+        #expect(!state.isReady)
+        #expect(state.phase == .catchingUp)
+        let pull = requests(afterSource)
+        #expect(pull.map(\.0) == [young.id])
+        let done = state.onTransferBatch(from: young.id, request: pull[0].1, entries: ["k": entry("v2", counter: 2)], last: true, sourceReady: true, now: 2)
+        #expect(becameReady(done))
+        #expect(value(state, "k") == "v2")
+        #expect(state.covered == [old.id, young.id])
+    }
+
+    @Test func catchingUpEndsWhenAPulledMemberLeavesFailsOrStalls() {
+        // Leaves.
+        var leaving = State(local: me.id, settings: settings())
+        _ = leaving.onStart(members: [young, old], now: 0)
+        _ = leaving.onTransferBatch(from: old.id, request: 1, entries: [:], last: true, sourceReady: true, now: 1)
+        #expect(becameReady(leaving.onMemberRemoved(young.id, now: 2)))
+        // The pull cannot be delivered.
+        var failing = State(local: me.id, settings: settings())
+        _ = failing.onStart(members: [young, old], now: 0)
+        let pull = requests(failing.onTransferBatch(from: old.id, request: 1, entries: [:], last: true, sourceReady: true, now: 1))
+        #expect(becameReady(failing.onTransferRequestFailed(to: young.id, request: pull[0].1, now: 2)))
+        #expect(!failing.covered.contains(young.id))
+        // No answer for the stall timeout.
+        var stalled = State(local: me.id, settings: settings())
+        _ = stalled.onStart(members: [young, old], now: 0)
+        _ = stalled.onTransferBatch(from: old.id, request: 1, entries: [:], last: true, sourceReady: true, now: 1)
+        #expect(!becameReady(stalled.onTick(now: 1_000)))
+        #expect(becameReady(stalled.onTick(now: 1_001)))
     }
 
     @Test func tombstoneBlocksLateCopiesButNotNewerWrites() {

@@ -1,101 +1,158 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
-// NIO, Logging, Metrics and ServiceLifecycle come ONLY through the CohortCore product (the shared
-// library libCohortCore.so re-exports them). Listing them here again would link a second copy
-// into the host or a plugin. See docs/adr/0001-core-as-shared-library.md.
-let core: Target.Dependency = .product(name: "CohortCore", package: "CohortCore")
+// One package, resolvable by URL and version (no `path:` dependency). Every library product is an
+// ordinary, statically linked library. Run-time plugins talk to their host through a C boundary
+// (CCohortPluginABI + CohortPluginSDK), so host and plugin share no Swift library and each may
+// carry its own copy of NIO and the core. See docs/adr/0007-plugin-boundary-in-c.md.
+//
+// Layering, enforced by the target dependencies below:
+//   CohortCore      vocabulary, plugin protocols, errors, pure state machines (NIOCore + Logging)
+//   plugins         import CohortCore only (plus the libraries they implement with)
+//   CohortPluginSDK the C boundary: export a plugin from a shared library, adapt a loaded one
+//   Cohort          the channel, membership, interceptors, configuration, loader; the default host
+//                   links every built-in plugin
+//   CohortSessions  session managers and replicated maps over a GroupChannel
+//   CohortHummingbird  persist driver, session middleware, ClusterNode, admin routes
 
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("NonisolatedNonsendingByDefault"),
     .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+// Modules that conform to Hummingbird's protocols keep the classic isolation rules (Hummingbird
+// is compiled without NonisolatedNonsendingByDefault).
+let hummingbirdSwiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
 ]
 
-/// Built-in plugins: each is a module linked into the default product, and also shipped as its own
-/// shared library (`lib<Name>Plugin.so`) that `cohort node --plugin` can load.
-let builtInPlugins = ["CohortTransportTCP", "CohortCodecBinary", "CohortCodecJSON", "CohortDiscoveryStatic", "CohortDiscoveryKubernetes", "CohortDiscoveryDNS", "CohortDiscoveryMulticast"]
+let nioCore: Target.Dependency = .product(name: "NIOCore", package: "swift-nio")
+let nioPosix: Target.Dependency = .product(name: "NIOPosix", package: "swift-nio")
+let nioConcurrencyHelpers: Target.Dependency = .product(name: "NIOConcurrencyHelpers", package: "swift-nio")
+let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
+let metrics: Target.Dependency = .product(name: "Metrics", package: "swift-metrics")
+let serviceLifecycle: Target.Dependency = .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
+let hummingbird: Target.Dependency = .product(name: "Hummingbird", package: "hummingbird")
+let prometheus: Target.Dependency = .product(name: "Prometheus", package: "swift-prometheus")
+let deque: Target.Dependency = .product(name: "DequeModule", package: "swift-collections")
+
+/// A built-in plugin: its module (linked into `Cohort`, the default host) and what it needs.
+struct BuiltInPlugin {
+    var name: String
+    var dependencies: [Target.Dependency]
+}
+
+let builtInPlugins = [
+    BuiltInPlugin(name: "CohortTransportTCP", dependencies: [nioCore, nioPosix, nioConcurrencyHelpers, logging, metrics, deque]),
+    BuiltInPlugin(name: "CohortCodecBinary", dependencies: [nioCore]),
+    BuiltInPlugin(name: "CohortCodecJSON", dependencies: [nioCore]),
+    BuiltInPlugin(name: "CohortDiscoveryStatic", dependencies: []),
+    BuiltInPlugin(name: "CohortDiscoveryKubernetes", dependencies: [
+        nioCore, nioConcurrencyHelpers, logging,
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        .product(name: "NIOSSL", package: "swift-nio-ssl"),
+    ]),
+    BuiltInPlugin(name: "CohortDiscoveryDNS", dependencies: [nioConcurrencyHelpers, logging]),
+    BuiltInPlugin(name: "CohortDiscoveryMulticast", dependencies: [nioCore, nioPosix, nioConcurrencyHelpers, logging, metrics]),
+]
 
 let package = Package(
     name: "cohort",
+    platforms: [.macOS(.v14)],
     products: [
         .library(name: "Cohort", targets: ["Cohort"]),
+        .library(name: "CohortCore", targets: ["CohortCore"]),
         .library(name: "CohortSessions", targets: ["CohortSessions"]),
         .library(name: "CohortHummingbird", targets: ["CohortHummingbird"]),
         .library(name: "CohortTestKit", targets: ["CohortTestKit"]),
+        // For plugin authors: export a plugin from a shared library of their own package.
+        .library(name: "CohortPluginSDK", targets: ["CohortPluginSDK"]),
         .executable(name: "cohort", targets: ["CohortCLI"]),
-        // An example third-party plugin (Examples/FileDiscovery), built as a shared library.
-        .library(name: "CohortExampleFileDiscovery", type: .dynamic, targets: ["CohortExampleFileDiscovery"]),
-        // Deliberately broken plugins the loader tests must reject.
-        .library(name: "CohortFixtureBadABI", type: .dynamic, targets: ["CohortFixtureBadABI"]),
-        .library(name: "CohortFixtureNoEntry", type: .dynamic, targets: ["CohortFixtureNoEntry"]),
-        .library(name: "CohortFixtureWrongStamp", type: .dynamic, targets: ["CohortFixtureWrongStamp"]),
-    ] + builtInPlugins.map { .library(name: "\($0)Plugin", type: .dynamic, targets: ["\($0)Plugin"]) },
+    ]
+        // Each built-in plugin as a module of its own…
+        + builtInPlugins.map { .library(name: $0.name, targets: [$0.name]) }
+        // …and as a shared library that `cohort node --plugin` can load.
+        + builtInPlugins.map { .library(name: "\($0.name)Plugin", type: .dynamic, targets: ["\($0.name)Plugin"]) },
     dependencies: [
-        .package(path: "Packages/CohortCore"),
-        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         .target(
+            name: "CohortCore",
+            dependencies: [nioCore, nioConcurrencyHelpers, logging],
+            swiftSettings: swiftSettings
+        ),
+        // The C boundary between a host and a plugin library: plain C types and function pointers.
+        .target(name: "CCohortPluginABI"),
+        .target(
+            name: "CohortPluginSDK",
+            dependencies: ["CohortCore", "CCohortPluginABI", nioCore, nioConcurrencyHelpers, logging],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "Cohort",
-            dependencies: [core] + builtInPlugins.map { Target.Dependency(stringLiteral: $0) },
+            dependencies: ["CohortCore", "CohortPluginSDK", nioCore, nioConcurrencyHelpers, logging, metrics, serviceLifecycle]
+                + builtInPlugins.map { Target.Dependency(stringLiteral: $0.name) },
             swiftSettings: swiftSettings
         ),
         .target(
             name: "CohortSessions",
-            dependencies: ["Cohort", core],
+            dependencies: ["Cohort", "CohortCore", nioCore, nioConcurrencyHelpers, logging, metrics, serviceLifecycle],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "CohortHummingbird",
-            dependencies: ["CohortSessions", "Cohort", core],
-            // Hummingbird's protocols are compiled without NonisolatedNonsendingByDefault, so a
-            // module conforming to them keeps the classic isolation rules.
-            swiftSettings: [.enableUpcomingFeature("ExistentialAny")]
+            dependencies: [
+                "CohortSessions", "Cohort", "CohortCore", hummingbird, prometheus, nioCore, nioConcurrencyHelpers, logging, metrics, serviceLifecycle,
+                .product(name: "NIOFoundationEssentialsCompat", package: "swift-nio"),
+            ],
+            swiftSettings: hummingbirdSwiftSettings
         ),
         .target(
             name: "CohortTestKit",
-            dependencies: ["Cohort", core, .product(name: "DequeModule", package: "swift-collections")],
+            dependencies: [
+                "Cohort", "CohortCore", "CohortTransportTCP", "CohortCodecBinary", "CohortCodecJSON", "CohortDiscoveryStatic",
+                nioCore, nioConcurrencyHelpers, logging, deque,
+            ],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "CohortCLI",
-            dependencies: ["Cohort", "CohortHummingbird", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "Cohort", "CohortCore", "CohortSessions", "CohortHummingbird", hummingbird, prometheus,
+                nioCore, logging, metrics, serviceLifecycle,
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "NIOFoundationEssentialsCompat", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             swiftSettings: swiftSettings
         ),
-        // Plugins: the implementation modules (linked statically into Cohort) …
-        .target(
-            name: "CohortTransportTCP",
-            dependencies: [core, .product(name: "DequeModule", package: "swift-collections")],
-            path: "Plugins/CohortTransportTCP/Sources",
-            swiftSettings: swiftSettings
-        ),
-        .target(name: "CohortCodecBinary", dependencies: [core], path: "Plugins/CohortCodecBinary/Sources", swiftSettings: swiftSettings),
-        .target(name: "CohortCodecJSON", dependencies: [core], path: "Plugins/CohortCodecJSON/Sources", swiftSettings: swiftSettings),
-        .target(name: "CohortDiscoveryStatic", dependencies: [core], path: "Plugins/CohortDiscoveryStatic/Sources", swiftSettings: swiftSettings),
-        // Cloud discovery: the Kubernetes API (AsyncHTTPClient and NIOSSL come through the core's
-        // CohortHTTP module) and DNS (getaddrinfo on a dedicated thread).
-        .target(name: "CohortDiscoveryKubernetes", dependencies: [core], path: "Plugins/CohortDiscoveryKubernetes/Sources", swiftSettings: swiftSettings),
-        .target(name: "CohortDiscoveryDNS", dependencies: [core], path: "Plugins/CohortDiscoveryDNS/Sources", swiftSettings: swiftSettings),
-        // Multicast discovery: UDP heartbeats on NIOPosix's DatagramBootstrap (through CohortNIO).
-        .target(name: "CohortDiscoveryMulticast", dependencies: [core], path: "Plugins/CohortDiscoveryMulticast/Sources", swiftSettings: swiftSettings),
-        .target(name: "CohortExampleFileDiscovery", dependencies: [core], path: "Examples/FileDiscovery/Sources", swiftSettings: swiftSettings),
-        .target(name: "CohortFixtureBadABI", dependencies: [core], path: "Tests/Fixtures/BadABI", swiftSettings: swiftSettings),
-        .target(name: "CohortFixtureNoEntry", dependencies: [core], path: "Tests/Fixtures/NoEntry", swiftSettings: swiftSettings),
-        .target(name: "CohortFixtureWrongStamp", dependencies: [core], path: "Tests/Fixtures/WrongStamp", swiftSettings: swiftSettings),
         .testTarget(
             name: "CohortPluginTests",
-            dependencies: ["Cohort", "CohortTestKit", core],
+            dependencies: ["Cohort", "CohortCore", "CohortPluginSDK", "CCohortPluginABI", "CohortTestKit", "CohortCodecBinary", "CohortCodecJSON", "CohortDiscoveryStatic", "CohortTransportTCP", nioCore, nioConcurrencyHelpers, logging],
+            // Fixtures/ holds C sources the tests compile into plugin libraries themselves.
+            exclude: ["Fixtures"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "CohortHummingbirdTests",
-            dependencies: ["CohortHummingbird", "CohortTestKit", core],
-            swiftSettings: swiftSettings
+            dependencies: ["CohortHummingbird", "CohortSessions", "Cohort", "CohortCore", "CohortTestKit", "CohortCodecBinary", "CohortDiscoveryStatic", "CohortTransportTCP", hummingbird, nioCore, nioConcurrencyHelpers, logging, serviceLifecycle],
+            swiftSettings: hummingbirdSwiftSettings
         ),
         .testTarget(
             name: "CohortSessionsTests",
-            dependencies: ["CohortSessions", "Cohort", "CohortTestKit", core],
+            dependencies: ["CohortSessions", "Cohort", "CohortCore", "CohortTestKit", "CohortCodecJSON", "CohortCodecBinary", "CohortTransportTCP", "CohortDiscoveryStatic", nioCore, nioConcurrencyHelpers, logging, metrics, serviceLifecycle],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -107,23 +164,44 @@ let package = Package(
         // (scripts/netns; those tests need root and are skipped with a reason elsewhere).
         .testTarget(
             name: "CohortNetworkTests",
-            dependencies: ["Cohort", "CohortDiscoveryMulticast", "CohortHummingbird", "CohortTestKit", core],
+            dependencies: [
+                "Cohort", "CohortCore", "CohortDiscoveryMulticast", "CohortHummingbird", "CohortSessions", "CohortTestKit",
+                "CohortTransportTCP", "CohortCodecBinary", "CohortDiscoveryStatic",
+                hummingbird, nioCore, nioPosix, nioConcurrencyHelpers, logging,
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "CohortCloudDiscoveryTests",
-            dependencies: ["Cohort", "CohortTestKit", core],
+            dependencies: [
+                "Cohort", "CohortCore", "CohortTestKit", "CohortDiscoveryKubernetes", "CohortDiscoveryDNS",
+                nioCore, nioPosix, nioConcurrencyHelpers, logging, metrics,
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "CohortTests",
-            dependencies: ["Cohort", "CohortTestKit", "CohortTransportTCP", core],
+            dependencies: [
+                "Cohort", "CohortCore", "CohortTestKit", "CohortTransportTCP", "CohortCodecBinary", "CohortCodecJSON", "CohortDiscoveryStatic",
+                nioCore, nioPosix, nioConcurrencyHelpers, logging,
+            ],
             swiftSettings: swiftSettings
         ),
-    ] + builtInPlugins.map {
-        // … and the entry points, only in the shared libraries (the C symbol names are the same
-        // in every plugin, so they must not be linked into one executable together).
-        .target(name: "\($0)Plugin", dependencies: [core, Target.Dependency(stringLiteral: $0)], path: "Plugins/\($0)/Entry", swiftSettings: swiftSettings)
-    }
+    ]
+        + builtInPlugins.map {
+            .target(name: $0.name, dependencies: ["CohortCore"] + $0.dependencies, path: "Plugins/\($0.name)/Sources", swiftSettings: swiftSettings)
+        }
+        + builtInPlugins.map {
+            // The C entry point, only in the shared library: every plugin library exports the
+            // same symbol name, so entry modules are never linked into one executable together.
+            .target(
+                name: "\($0.name)Plugin",
+                dependencies: ["CohortPluginSDK", Target.Dependency(stringLiteral: $0.name)],
+                path: "Plugins/\($0.name)/Entry",
+                swiftSettings: swiftSettings
+            )
+        }
 )

@@ -2,24 +2,34 @@
 // Cohort's benchmark suite: a package of its own, so that building or testing the root package
 // never resolves package-benchmark. Run it with `scripts/bench` from the repository root.
 //
-// NIO, Logging, Metrics and ServiceLifecycle come ONLY through the CohortCore product (see the
-// root Package.swift and docs/adr/0001-core-as-shared-library.md); never list them here.
+// It is the one package that may depend on the root by `path:`: nobody resolves it as a
+// dependency.
 import PackageDescription
 
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("NonisolatedNonsendingByDefault"),
     .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
 ]
 
 let cohort: Target.Dependency = .product(name: "Cohort", package: "cohort")
-let core: Target.Dependency = .product(name: "CohortCore", package: "CohortCore")
+let core: Target.Dependency = .product(name: "CohortCore", package: "cohort")
+let plugins: [Target.Dependency] = ["CohortTransportTCP", "CohortCodecBinary", "CohortCodecJSON", "CohortDiscoveryStatic", "CohortPluginSDK"].map {
+    .product(name: $0, package: "cohort")
+}
+let nio: [Target.Dependency] = [
+    .product(name: "NIOCore", package: "swift-nio"),
+    .product(name: "NIOPosix", package: "swift-nio"),
+    .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+    .product(name: "Logging", package: "swift-log"),
+]
 let benchmark: Target.Dependency = .product(name: "Benchmark", package: "benchmark")
 
 /// A benchmark executable; the plugin discovers targets under `Benchmarks/<Name>`.
 func benchmarkTarget(_ name: String, extra: [Target.Dependency] = []) -> Target {
     .executableTarget(
         name: name,
-        dependencies: [benchmark, cohort, core, "CohortBenchSupport"] + extra,
+        dependencies: [benchmark, cohort, core, "CohortBenchSupport"] + plugins + nio + extra,
         path: "Benchmarks/\(name)",
         swiftSettings: swiftSettings,
         plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
@@ -31,7 +41,8 @@ let package = Package(
     dependencies: [
         // `name:` pins the identity to the root manifest's name, whatever the checkout folder is called.
         .package(name: "cohort", path: ".."),
-        .package(path: "../Packages/CohortCore"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         // The MallocInterposer trait must be listed explicitly: that drops the default
         // RuntimeInterposer trait, whose package is not available here (its ARC hooks are also
         // what crashes ARC metrics on Swift 6.3). See README.md.
@@ -40,7 +51,7 @@ let package = Package(
     targets: [
         .target(
             name: "CohortBenchSupport",
-            dependencies: [cohort, core],
+            dependencies: [cohort, core] + plugins + nio,
             path: "Sources/CohortBenchSupport",
             swiftSettings: swiftSettings
         ),

@@ -1,3 +1,12 @@
+import CohortCodecBinary
+import CohortCodecJSON
+import CohortCore
+import CohortDiscoveryDNS
+import CohortDiscoveryKubernetes
+import CohortDiscoveryMulticast
+import CohortDiscoveryStatic
+import CohortTransportTCP
+
 /// The plugins linked into the default product.
 public enum BuiltInPlugins {
     /// Factories of every built-in plugin.
@@ -6,7 +15,7 @@ public enum BuiltInPlugins {
     }
 
     /// Registers every built-in plugin (idempotent).
-    public static func register(into registry: PluginRegistry = .shared) {
+    public static func register(into registry: PluginRegistry) {
         for factory in factories { registry.registerIfAbsent(factory) }
     }
 }

@@ -1,3 +1,5 @@
+import Logging
+import Metrics
 import Synchronization
 
 /// Makes members and messages of other cluster domains invisible (Tribes' DomainFilterInterceptor).

@@ -1,9 +1,5 @@
-// `import Cohort` brings the core vocabulary and the built-in plugins.
+// `import Cohort` brings the core vocabulary (members, messages, send options, errors and the plugin
+// protocols) with it: the core is this package's own module, not a third-party one. Plugins are
+// modules of their own (`import CohortTransportTCP` for the TCP transport's type); NIO, Logging,
+// Metrics and ServiceLifecycle are imported by whoever uses them.
 @_exported import CohortCore
-@_exported import CohortCodecBinary
-@_exported import CohortCodecJSON
-@_exported import CohortDiscoveryDNS
-@_exported import CohortDiscoveryKubernetes
-@_exported import CohortDiscoveryMulticast
-@_exported import CohortDiscoveryStatic
-@_exported import CohortTransportTCP

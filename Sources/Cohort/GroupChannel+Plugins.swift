@@ -1,13 +1,22 @@
+import Logging
+
 extension GroupChannel {
     /// Creates a channel whose transport, codec and discovery are resolved by plugin id.
     ///
     /// Built-in plugins are always available; the libraries listed in
     /// ``ClusterConfiguration/plugins`` are loaded first.
     ///
+    /// - Parameters:
+    ///   - configuration: the node's settings, naming its plugins by id.
+    ///   - registry: where plugins are looked up; nil makes a registry of this channel's own,
+    ///     holding the built-in plugins.
+    ///   - logger: the node's logger.
+    ///
     /// - Throws: ``CohortError`` for a bad configuration, a plugin that cannot be loaded, or an
     ///   unknown plugin id.
-    public convenience init(configuration: ClusterConfiguration, registry: PluginRegistry = .shared, logger: Logger? = nil) throws {
+    public convenience init(configuration: ClusterConfiguration, registry: PluginRegistry? = nil, logger: Logger? = nil) throws {
         try configuration.validate()
+        let registry = registry ?? PluginRegistry()
         BuiltInPlugins.register(into: registry)
         for path in configuration.plugins {
             // Compare the located file, so a bare name loaded once serves every channel.

@@ -1,4 +1,8 @@
 /// Whether a node sees enough members to act (``ClusterConfiguration/minimumMembers``).
+import Logging
+import Metrics
+import NIOConcurrencyHelpers
+
 public struct QuorumStatus: Sendable, Equatable, CustomStringConvertible {
     /// Whether ``members`` reaches ``minimum``.
     public var inQuorum: Bool

@@ -1,4 +1,9 @@
 import Foundation
+import Logging
+import Metrics
+import NIOConcurrencyHelpers
+import NIOCore
+import ServiceLifecycle
 import Synchronization
 
 /// A node's membership in a cluster: send typed messages to members, receive theirs, and learn
@@ -20,7 +25,9 @@ public final class GroupChannel: Service, Sendable {
     /// The configuration in force.
     public let configuration: ClusterConfiguration
     let transport: any Transport
-    let codec: any MessageCodec
+    /// The codec this channel sends with. Session managers and replicated maps on the channel
+    /// use it too, unless their configuration names another.
+    public let codec: any MessageCodec
     let codecs: CodecSet
     let discovery: any DiscoveryProvider
     let clock: any CohortClock

@@ -11,6 +11,9 @@
 /// every known member, whatever the discovery — static members included — and a member unheard of
 /// for ``MembershipState/Settings/missingAfter`` (1 s), or whose connection breaks, is reported
 /// missing, which makes the ``TcpFailureDetector`` probe it. No extra interceptor is needed.
+import Logging
+import NIOConcurrencyHelpers
+
 public actor MembershipService {
     /// What the membership service reacts to.
     public enum Command: Sendable {

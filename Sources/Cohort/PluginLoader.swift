@@ -1,3 +1,5 @@
+import CohortCore
+import CohortPluginSDK
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -9,13 +11,22 @@ import Darwin
 
 /// Loads plugin shared libraries at run time and registers their factories.
 ///
-/// A plugin library exports two C symbols: `cohort_plugin_abi_version` (returns the ABI version
-/// baked into the plugin at build time) and `cohort_plugin_manifest` (returns a retained
-/// ``PluginManifest``). The loader checks the ABI version **before** touching any Swift type, then
-/// the build stamp, then casts the manifest — a cast that works only when the plugin shares this
-/// process's libCohortCore.so. A failed load throws and leaves the process untouched; a loaded
-/// library is never closed (Swift metadata stays registered with the runtime).
+/// A plugin library exports one C function, `cohort_plugin_entry`, that returns a table of plain
+/// C types (`cohort_plugin.h`, made by `CohortPluginSDK`'s `PluginExport`). The loader checks the
+/// table's ABI version before it reads anything else, then its manifest, and registers one
+/// factory per plugin named there. Host and plugin share no Swift library: a plugin built by
+/// another package, with its own copies of NIO and the core, loads the same way. A failed load
+/// throws and leaves the registry untouched; a loaded library is never closed.
 public enum PluginLoader {
+    /// The file name a product's shared library has on this platform.
+    public static func libraryFileName(_ product: String) -> String {
+        #if canImport(Darwin)
+        "lib\(product).dylib"
+        #else
+        "lib\(product).so"
+        #endif
+    }
+
     /// Where plugin files are looked for when a bare file name is given: the directories in
     /// `COHORT_PLUGIN_PATH` (colon separated), then the executable's own directory.
     public static func searchPath(environment: [String: String] = ProcessInfo.processInfo.environment, extra: [String] = []) -> [String] {
@@ -28,16 +39,20 @@ public enum PluginLoader {
         return dirs.filter { seen.insert($0).inserted }
     }
 
-    /// The directory of the running executable (`/proc/self/exe`).
+    /// The directory of the running executable.
     public static var executableDirectory: String {
+        #if os(Linux)
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        #else
+        let exe = Bundle.main.executablePath ?? CommandLine.arguments[0]
+        #endif
         return (exe as NSString).deletingLastPathComponent
     }
 
     /// Finds a plugin file.
     ///
-    /// - Parameter name: a path (with a `/`), a file name (`libX.so`), or a product name (`X`,
-    ///   tried as `libX.so`).
+    /// - Parameter name: a path (with a `/`), a file name (`libX.so`, `libX.dylib`), or a product
+    ///   name (`X`, tried as the platform's library file name).
     /// - Throws: ``CohortError/Code/pluginNotFound`` listing every place it looked.
     public static func locate(_ name: String, searchPath: [String]) throws -> String {
         if name.contains("/") {
@@ -46,7 +61,8 @@ public enum PluginLoader {
             }
             return name
         }
-        let candidates = name.hasSuffix(".so") ? [name] : [name, "lib\(name).so"]
+        let isFileName = name.hasSuffix(".so") || name.hasSuffix(".dylib")
+        let candidates = isFileName ? [name] : [name, libraryFileName(name)]
         var tried: [String] = []
         for dir in searchPath {
             for file in candidates {
@@ -62,38 +78,36 @@ public enum PluginLoader {
     ///
     /// - Returns: what was registered.
     /// - Throws: ``CohortError`` with ``CohortError/Code/pluginNotFound``,
-    ///   ``CohortError/Code/pluginLoadFailed`` (not a shared library, not a Cohort plugin, wrong ABI
-    ///   or build) or ``CohortError/Code/duplicatePlugin``.
+    ///   ``CohortError/Code/pluginLoadFailed`` (not a shared library, not a Cohort plugin, wrong
+    ///   ABI, unreadable manifest) or ``CohortError/Code/duplicatePlugin``.
     @discardableResult
-    public static func load(_ name: String, into registry: PluginRegistry = .shared, searchPath: [String]? = nil) throws -> [PluginInfo] {
+    public static func load(_ name: String, into registry: PluginRegistry, searchPath: [String]? = nil) throws -> [PluginInfo] {
         let path = try locate(name, searchPath: searchPath ?? self.searchPath())
         guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
             let why = dlerror().map { String(cString: $0) } ?? "unknown error"
             throw CohortError(.pluginLoadFailed, "'\(path)' is not a loadable shared library: \(why)")
         }
-        // Never dlclose: a Swift image's metadata stays registered with the runtime.
-        guard let abiSymbol = dlsym(handle, "cohort_plugin_abi_version") else {
-            throw CohortError(.pluginLoadFailed, "'\(path)' is not a Cohort plugin: the entry symbol 'cohort_plugin_abi_version' is missing (see docs/plugins.md for the two entry points)")
+        // Never dlclose: a plugin's Swift metadata stays registered with the runtime.
+        guard let symbol = dlsym(handle, "cohort_plugin_entry") else {
+            if dlsym(handle, "cohort_plugin_abi_version") != nil {
+                throw CohortError(.pluginLoadFailed, "'\(path)' was built for the retired plugin ABI 2 (a shared core library); rebuild it with CohortPluginSDK (see docs/plugins.md)")
+            }
+            throw CohortError(.pluginLoadFailed, "'\(path)' is not a Cohort plugin: the entry symbol 'cohort_plugin_entry' is missing (see docs/plugins.md)")
         }
-        typealias ABIFunction = @convention(c) () -> UInt32
-        let abi = unsafeBitCast(abiSymbol, to: ABIFunction.self)()
-        guard abi == cohortPluginABIVersion else {
-            throw CohortError(.pluginLoadFailed, "'\(path)' was built for plugin ABI \(abi), this host speaks ABI \(cohortPluginABIVersion); rebuild the plugin against this Cohort release")
-        }
-        guard let manifestSymbol = dlsym(handle, "cohort_plugin_manifest") else {
-            throw CohortError(.pluginLoadFailed, "'\(path)' is not a Cohort plugin: the entry symbol 'cohort_plugin_manifest' is missing")
-        }
-        typealias ManifestFunction = @convention(c) () -> UnsafeMutableRawPointer
-        let raw = unsafeBitCast(manifestSymbol, to: ManifestFunction.self)()
-        let object = Unmanaged<AnyObject>.fromOpaque(raw).takeRetainedValue()
-        guard let manifest = object as? PluginManifest else {
-            throw CohortError(.pluginLoadFailed, "'\(path)' returned \(type(of: object)), which is not this process's CohortCore.PluginManifest: the plugin carries its own copy of CohortCore; link it against the CohortCore product (libCohortCore.so), never statically")
-        }
-        guard manifest.buildStamp == cohortPluginBuildStamp else {
-            throw CohortError(.pluginLoadFailed, "'\(path)' was built with \(manifest.buildStamp), this host with \(cohortPluginBuildStamp); Swift has no ABI stability on Linux, so rebuild the plugin with the host's toolchain")
+        typealias Entry = @convention(c) () -> UnsafeRawPointer?
+        let table = unsafeBitCast(symbol, to: Entry.self)()
+        let factories = try PluginImport.factories(entry: table, path: path)
+        // Check every id before registering any, so a failed load registers nothing.
+        let known = Set(registry.plugins.map(\.id))
+        if let taken = factories.first(where: { known.contains($0.id) }) {
+            let existing = registry.plugins.first { $0.id == taken.id }
+            throw CohortError(
+                .duplicatePlugin,
+                "plugin id '\(taken.id)' from \(path) is already registered (from \(existing?.origin.description ?? "?")); load each plugin once, or rename one of them"
+            )
         }
         var registered: [PluginInfo] = []
-        for factory in manifest.factories {
+        for factory in factories {
             try registry.register(factory, origin: .file(path))
             registered.append(PluginInfo(id: factory.id, kind: factory.kind, version: factory.version, summary: factory.summary, origin: .file(path)))
         }

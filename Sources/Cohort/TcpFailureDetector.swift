@@ -4,6 +4,9 @@
 /// suspect and is probed with a fresh TCP connection and handshake. Only failed probes remove it
 /// (see ``FailureDetectorState``); a suspect that answers recovers. The logic is the pure
 /// ``FailureDetectorState`` behind a lock; probes run in ``run(context:)``.
+import Logging
+import NIOConcurrencyHelpers
+
 public final class TcpFailureDetector: Interceptor, Sendable {
     private struct Shared {
         var state: FailureDetectorState

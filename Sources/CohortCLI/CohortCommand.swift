@@ -49,13 +49,14 @@ struct PluginsCommand: AsyncParsableCommand {
     @OptionGroup var pluginOptions: PluginOptions
 
     func run() async throws {
+        let registry = PluginRegistry()
         do {
-            try pluginOptions.load(into: .shared)
+            try pluginOptions.load(into: registry)
         } catch let error as CohortError {
             Console.error("error: \(error.message)")
             throw ExitCode(2)
         }
-        let rows = PluginRegistry.shared.plugins
+        let rows = registry.plugins
         let idWidth = max(2, rows.map(\.id.count).max() ?? 0)
         Console.line("ID".padding(toLength: idWidth, withPad: " ", startingAt: 0) + "  KIND       VERSION  ORIGIN")
         for row in rows {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Cohort
 import Foundation
+import Metrics
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif

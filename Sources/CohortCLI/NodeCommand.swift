@@ -1,6 +1,9 @@
 import ArgumentParser
 import Cohort
 import Foundation
+import Logging
+import ServiceLifecycle
+import UnixSignals
 
 struct NodeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -77,14 +80,15 @@ struct NodeCommand: AsyncParsableCommand {
         let channel: GroupChannel
         do {
             let configuration = try makeConfiguration()
-            try pluginOptions.load(into: .shared)
+            let registry = PluginRegistry()
+            try pluginOptions.load(into: registry)
             // Libraries named by the configuration file or COHORT_PLUGINS (the --plugin ones are loaded above).
             for plugin in configuration.plugins where !pluginOptions.plugins.contains(plugin) {
-                try PluginLoader.load(plugin, into: .shared)
+                try PluginLoader.load(plugin, into: registry)
             }
             var plain = configuration
             plain.plugins = []
-            channel = try GroupChannel(configuration: plain, registry: .shared)
+            channel = try GroupChannel(configuration: plain, registry: registry)
         } catch let error as CohortError {
             Console.error("error: \(error.message)")
             throw ExitCode(2)

@@ -1,5 +1,11 @@
+import Cohort
+import CohortCore
 import CohortHummingbird
+import CohortSessions
 import Foundation
+import Hummingbird
+import NIOCore
+import NIOFoundationEssentialsCompat
 
 /// The sample app of `cohort demo`: a counter in a replicated session, and a live page.
 enum SampleApp {

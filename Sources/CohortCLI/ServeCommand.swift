@@ -1,6 +1,13 @@
 import ArgumentParser
+import Cohort
 import CohortHummingbird
+import CohortSessions
 import Foundation
+import Hummingbird
+import Logging
+import Metrics
+import Prometheus
+import UnixSignals
 
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -55,14 +62,16 @@ struct ServeCommand: AsyncParsableCommand {
             base.codec = codec
             base.metadata["http"] = "\(httpHost):\(httpPort)"
             let configuration = try ClusterConfiguration.load(file: config, base: base)
-            try pluginOptions.load(into: .shared)
+            let registry = PluginRegistry()
+            try pluginOptions.load(into: registry)
             var sessions = SessionManagerConfiguration(name: "demo", mode: mode == "sync" ? .synchronous : .asynchronous)
             sessions.maxInactiveInterval = .seconds(1800)
             node = try ClusterNode(
                 configuration: configuration,
                 manager: ClusterNode.ManagerKind(rawValue: manager) ?? .delta,
                 sessions: sessions,
-                gracePeriod: .seconds(grace)
+                gracePeriod: .seconds(grace),
+                registry: registry
             )
         } catch let error as CohortError {
             Console.error("error: \(error.message)")

@@ -1,4 +1,11 @@
+import Cohort
+import CohortCore
+import CohortSessions
 import Foundation
+import Hummingbird
+import NIOCore
+import NIOFoundationEssentialsCompat
+import Prometheus
 
 /// A member as `GET /cluster/members` reports it.
 public struct MemberStatus: Codable, Sendable, Equatable {

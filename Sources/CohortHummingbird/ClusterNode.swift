@@ -1,4 +1,10 @@
+import Cohort
+import CohortSessions
 import Foundation
+import Hummingbird
+import Logging
+import NIOConcurrencyHelpers
+import ServiceLifecycle
 
 /// A cluster node for a web app: the group channel plus a session manager, as one
 /// swift-service-lifecycle `Service`.
@@ -47,9 +53,10 @@ public final class ClusterNode: Service, Sendable {
         manager: ManagerKind = .delta,
         sessions: SessionManagerConfiguration = SessionManagerConfiguration(),
         gracePeriod: Duration = .seconds(20),
-        logger: Logger? = nil
+        logger: Logger? = nil,
+        registry: PluginRegistry? = nil
     ) throws {
-        let channel = try GroupChannel(configuration: configuration, logger: logger)
+        let channel = try GroupChannel(configuration: configuration, registry: registry, logger: logger)
         let made: SessionManager
         switch manager {
         case .delta: made = try DeltaSessionManager(channel: channel, configuration: sessions)

@@ -1,4 +1,8 @@
+import Cohort
+import CohortSessions
 import Foundation
+import Hummingbird
+import ServiceLifecycle
 
 /// A Hummingbird `PersistDriver` whose values live in a replicated session manager, so every
 /// existing Hummingbird app's sessions (hummingbird-auth's `SessionStorage`) survive the loss of

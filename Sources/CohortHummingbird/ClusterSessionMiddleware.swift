@@ -1,4 +1,7 @@
+import Cohort
+import CohortSessions
 import Foundation
+import Hummingbird
 
 /// Where the ``ClusterSessionMiddleware`` keeps the request's session. A reference, so handlers
 /// can change the session through the (value-typed) request context.

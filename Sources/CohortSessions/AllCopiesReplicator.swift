@@ -1,4 +1,7 @@
 import Cohort
+import Logging
+import NIOCore
+import ServiceLifecycle
 
 /// The shell around ``AllCopiesState``: applies local changes and sends them to every member,
 /// applies changes from others, runs the state transfer, and expires entries on its clock.

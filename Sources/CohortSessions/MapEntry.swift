@@ -1,4 +1,5 @@
 import Cohort
+import NIOCore
 
 /// One value of a replicated map: encoded bytes, the stamp of the write that set them, and an
 /// optional absolute deadline.

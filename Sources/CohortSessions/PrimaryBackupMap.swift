@@ -1,5 +1,7 @@
 import Cohort
 import Foundation
+import Logging
+import ServiceLifecycle
 
 /// A map keyed by `String` that keeps each entry on an owner and ``ReplicatedMapConfiguration/backupCount``
 /// backups, with a location table of every key on every node (Tomcat's LazyReplicatedMap).
@@ -24,7 +26,7 @@ public final class PrimaryBackupMap<Value: Codable & Sendable>: Service, Sendabl
     /// - Throws: ``CohortError`` when the channel's codec cannot be resolved.
     public init(name: String, channel: GroupChannel, configuration: ReplicatedMapConfiguration = ReplicatedMapConfiguration()) throws {
         self.name = name
-        let codec = try configuration.codec ?? channel.resolvedCodec()
+        let codec = configuration.codec ?? channel.codec
         self.codec = codec
         self.takeOwnershipOnRead = configuration.takeOwnershipOnRead
         var logger = configuration.logger ?? Logger(label: "cohort.maps")

@@ -1,4 +1,6 @@
 import Cohort
+import Logging
+import NIOCore
 
 extension PrimaryBackupReplicator {
     /// Locations per ``LocationsBatch``.

@@ -1,4 +1,7 @@
 import Cohort
+import Logging
+import NIOCore
+import ServiceLifecycle
 
 /// The shell around ``PrimaryBackupState``: local changes go to the backups (and new locations
 /// to everyone), misses fetch the entry from its holder, and membership changes trigger

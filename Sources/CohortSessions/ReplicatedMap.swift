@@ -1,5 +1,7 @@
 import Cohort
 import Foundation
+import Logging
+import ServiceLifecycle
 
 /// A map keyed by `String` with a copy of every entry on every node (Tomcat's ReplicatedMap).
 ///
@@ -28,7 +30,7 @@ public final class ReplicatedMap<Value: Codable & Sendable>: Service, Sendable {
     /// - Throws: ``CohortError`` when the channel's codec cannot be resolved.
     public init(name: String, channel: GroupChannel, configuration: ReplicatedMapConfiguration = ReplicatedMapConfiguration()) throws {
         self.name = name
-        let codec = try configuration.codec ?? channel.resolvedCodec()
+        let codec = configuration.codec ?? channel.codec
         self.codec = codec
         self.wall = WallClock(clock: configuration.clock)
         var logger = configuration.logger ?? Logger(label: "cohort.maps")

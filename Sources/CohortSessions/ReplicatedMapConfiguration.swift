@@ -1,4 +1,5 @@
 import Cohort
+import Logging
 
 /// Settings of a ``ReplicatedMap`` or ``PrimaryBackupMap``.
 public struct ReplicatedMapConfiguration: Sendable {

@@ -1,4 +1,5 @@
 import Cohort
+import NIOCore
 
 /// A message of a replicated store; ``store`` names the store it is for.
 ///

@@ -1,4 +1,5 @@
 import Cohort
+import NIOCore
 
 /// How a store replicates a change before the call that made it returns.
 public enum ReplicationMode: String, Sendable, Equatable, CaseIterable {

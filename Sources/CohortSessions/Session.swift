@@ -1,5 +1,6 @@
 import Cohort
 import Foundation
+import NIOCore
 
 /// One session as a request sees it, with the changes the request makes.
 ///

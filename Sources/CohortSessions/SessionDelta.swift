@@ -1,4 +1,5 @@
 import Cohort
+import NIOCore
 
 /// A value together with the stamp of the change that set it (last writer wins).
 struct Stamped<Value: Codable & Sendable & Equatable>: Codable, Sendable, Equatable {

@@ -1,4 +1,6 @@
 import Cohort
+import Logging
+import ServiceLifecycle
 
 /// The request-scoped API shared by ``DeltaSessionManager`` and ``BackupSessionManager``.
 ///
@@ -43,7 +45,7 @@ public class SessionManager: Service, @unchecked Sendable {
     ) throws {
         self.channel = channel
         self.configuration = configuration
-        let codec = try configuration.codec ?? channel.resolvedCodec()
+        let codec = configuration.codec ?? channel.codec
         self.codec = codec
         self.wall = WallClock(clock: configuration.clock)
         var logger = configuration.logger ?? Logger(label: "cohort.sessions")

@@ -1,4 +1,6 @@
 import Cohort
+import Logging
+import Metrics
 
 /// Settings of a session manager (both kinds) with defaults for production.
 public struct SessionManagerConfiguration: Sendable {
@@ -13,8 +15,8 @@ public struct SessionManagerConfiguration: Sendable {
     public var expiryCheckInterval: Duration
     /// The clock of timestamps, expiry and start-up deadlines (tests pass a manual clock).
     public var clock: any CohortClock
-    /// The codec of attribute values and replication messages; nil uses the codec the channel
-    /// is configured with (`ClusterConfiguration.codec`). Every node must use the same one.
+    /// The codec of attribute values and replication messages; nil uses the channel's own codec
+    /// (``GroupChannel/codec``). Every node must use the same one.
     public var codec: (any MessageCodec)?
     /// Timeout of replication sends; nil uses the channel's `sendTimeout`.
     public var sendTimeout: Duration?
@@ -96,17 +98,5 @@ public enum SessionID {
     private static func hex(_ value: UInt64) -> String {
         let text = String(value, radix: 16)
         return String(repeating: "0", count: 16 - text.count) + text
-    }
-}
-
-extension GroupChannel {
-    /// The codec this channel sends with, resolved from its configuration.
-    ///
-    /// GroupChannel keeps its codec internal; until it exposes it, the codec is resolved again
-    /// from the plugin registry by the configured id.
-    func resolvedCodec() throws -> any MessageCodec {
-        BuiltInPlugins.register(into: .shared)
-        let settings = PluginSettings(transport: configuration.wire)
-        return try PluginRegistry.shared.factory(configuration.codec, kind: .codec).makeCodec(settings: settings)
     }
 }

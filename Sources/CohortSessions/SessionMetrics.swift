@@ -1,4 +1,5 @@
 import Cohort
+import Metrics
 import Synchronization
 
 /// Counts of one session manager on one node, as a value.

@@ -1,4 +1,5 @@
 import Cohort
+import NIOCore
 
 // Session records and deltas are encoded as one flat unkeyed container of primitives (a format
 // number first), not as nested keyed containers: a record is written once per state transfer

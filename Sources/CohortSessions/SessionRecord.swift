@@ -1,4 +1,5 @@
 import Cohort
+import NIOCore
 
 /// The replicated state of one session: every field with the stamp of the change that set it.
 ///

@@ -1,5 +1,6 @@
 import CohortCore
 import Foundation
+import NIOCore
 
 /// A check of ``CodecConformance`` that a codec failed.
 public struct ConformanceFailure: Error, CustomStringConvertible {

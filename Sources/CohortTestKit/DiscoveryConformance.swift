@@ -1,5 +1,6 @@
 import Cohort
 import Foundation
+import NIOConcurrencyHelpers
 
 /// A conformance suite for ``CohortCore/DiscoveryProvider`` implementations, for plugin authors.
 ///

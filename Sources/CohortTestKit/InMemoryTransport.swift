@@ -1,5 +1,6 @@
 import Cohort
 import DequeModule
+import NIOConcurrencyHelpers
 
 /// A network of in-memory transports: nodes in one process, no sockets.
 ///

@@ -1,4 +1,6 @@
 import Cohort
+import Logging
+import NIOConcurrencyHelpers
 
 /// Captures log lines in memory, so a test can look at them or print them only when it fails.
 public final class LogCapture: @unchecked Sendable {

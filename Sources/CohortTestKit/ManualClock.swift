@@ -1,4 +1,5 @@
 import Cohort
+import NIOConcurrencyHelpers
 
 /// A clock that moves only when told to, so timeouts can be tested without waiting.
 ///

@@ -1,4 +1,10 @@
 import Cohort
+import CohortCodecBinary
+import CohortCodecJSON
+import CohortDiscoveryStatic
+import CohortTransportTCP
+import Logging
+import NIOConcurrencyHelpers
 
 /// Polls a condition until it holds or the deadline passes (no fixed sleeps: the poll period is
 /// short and the wait ends as soon as the condition is true).

@@ -1,5 +1,7 @@
 import Cohort
 import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
 
 /// A check of ``TransportConformance`` or ``DiscoveryConformance`` that a plugin failed.
 public struct PluginConformanceFailure: Error, CustomStringConvertible {

@@ -1,6 +1,8 @@
 import Cohort
+import CohortDiscoveryDNS
 import CohortTestKit
 import Foundation
+import NIOConcurrencyHelpers
 import Testing
 
 /// A resolver whose answers the test sets.

@@ -1,6 +1,8 @@
 import Cohort
+import CohortDiscoveryKubernetes
 import CohortTestKit
 import Foundation
+import NIOConcurrencyHelpers
 import Testing
 
 /// Real `cohort node` processes that find each other through the (stub) Kubernetes API, set up

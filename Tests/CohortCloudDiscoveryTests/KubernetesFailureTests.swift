@@ -1,4 +1,5 @@
 import Cohort
+import CohortDiscoveryKubernetes
 import CohortTestKit
 import Foundation
 import Testing

@@ -1,4 +1,5 @@
 import Cohort
+import CohortDiscoveryKubernetes
 import Foundation
 import Testing
 

@@ -1,6 +1,15 @@
+import Cohort
+import CohortCodecBinary
+import CohortDiscoveryStatic
 import CohortHummingbird
+import CohortSessions
 import CohortTestKit
 import Foundation
+import Hummingbird
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import ServiceLifecycle
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif

@@ -1,6 +1,7 @@
 import CohortHummingbird
 import CohortTestKit
 import Foundation
+import NIOConcurrencyHelpers
 import Testing
 
 /// The session id in a `Set-Cookie` value `NAME=id.route; …`.

@@ -1,6 +1,8 @@
 import CohortHummingbird
+import CohortSessions
 import CohortTestKit
 import Foundation
+import Hummingbird
 import Testing
 
 /// The behaviours of Hummingbird's own persist tests (PersistTests: setGet, createGet,

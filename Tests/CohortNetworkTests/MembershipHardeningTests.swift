@@ -1,7 +1,13 @@
 import Cohort
+import CohortCodecBinary
+import CohortDiscoveryStatic
 import CohortHummingbird
+import CohortSessions
 import CohortTestKit
 import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
 import Testing
 
 struct Note: ClusterMessage, Equatable {

@@ -1,5 +1,7 @@
 import Cohort
+import CohortDiscoveryMulticast
 import CohortTestKit
+import NIOCore
 import Testing
 
 /// The datagram format, the pure peer table and the settings of multicast discovery.

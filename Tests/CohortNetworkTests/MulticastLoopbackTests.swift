@@ -1,8 +1,13 @@
 import Cohort
-@testable import CohortDiscoveryMulticast
-import CohortNIO
+import CohortCodecBinary
 import CohortTestKit
+import CohortTransportTCP
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
 import Testing
+@testable import CohortDiscoveryMulticast
 
 /// Multicast discovery with real sockets inside the test process, kept on loopback: interface
 /// 127.0.0.1 and TTL 0 (nothing leaves the host), a random group and port per test.

@@ -1,4 +1,5 @@
 import CohortCore
+import CohortDiscoveryMulticast
 import CohortTestKit
 import Foundation
 import Testing

@@ -1,6 +1,10 @@
 import Cohort
+import CohortCodecBinary
+import CohortCodecJSON
+import CohortPluginSDK
 import CohortTestKit
 import Foundation
+import NIOCore
 import Testing
 
 /// The codecs of `libCohortCodecBinaryPlugin.so` and `libCohortCodecJSONPlugin.so`, loaded at
@@ -24,7 +28,7 @@ struct LoadedCodecTests {
     @Test(arguments: Library.allCases)
     func loadedCodecPassesConformance(library: Library) throws {
         let codec = try library.load()
-        #expect(imagePath(definingTypeOf: codec) == realPath(PluginFiles.path(library.product)), "the codec is not the loaded library's")
+        #expect((codec as? any LoadedPluginPart)?.library == PluginFiles.path(library.product), "the codec is not the loaded library's")
         #expect(codec.name == library.rawValue)
         #expect(codec.id == library.builtIn.id)
         try CodecConformance.run(codec, consumesWholeBuffer: library.consumesWholeBuffer)

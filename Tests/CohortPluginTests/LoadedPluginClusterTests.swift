@@ -1,6 +1,9 @@
 import Cohort
+import CohortCodecBinary
+import CohortPluginSDK
 import CohortTestKit
 import Foundation
+import NIOConcurrencyHelpers
 import Testing
 
 /// Clusters whose transport, codecs and discovery come from dlopen'ed libraries.
@@ -36,8 +39,8 @@ struct LoadedPluginClusterTests {
                 configuration.members = endpoints
                 configuration.discoverySettings["interval_ms"] = "100"
                 let channel = try GroupChannel(configuration: configuration, registry: registry, logger: quietLogger)
-                let transportImage = imagePath(definingTypeOf: channel.underlyingTransport)
-                #expect(transportImage == realPath(PluginFiles.path(PluginFiles.tcp)), "the transport came from \(transportImage ?? "?"), not the loaded library")
+                let library = (channel.underlyingTransport as? any LoadedPluginPart)?.library
+                #expect(library == PluginFiles.path(PluginFiles.tcp), "the transport is not driven by the loaded library: \(library ?? "built in")")
                 #expect(registry.plugins.first { $0.id == "transport.tcp" }?.origin == .file(PluginFiles.path(PluginFiles.tcp)))
                 endpoints.append(try await nodes.start(channel))
             }
@@ -69,8 +72,8 @@ struct LoadedPluginClusterTests {
                 )
                 let parts: [any Sendable] = [transport, binary, json, discovery]
                 for part in parts {
-                    let image = imagePath(definingTypeOf: part)
-                    #expect(image.map { $0.hasSuffix("Plugin.so") } == true, "\(type(of: part)) is defined by \(image ?? "?"), not a loaded library")
+                    let library = (part as? any LoadedPluginPart)?.library
+                    #expect(library.map { $0.hasSuffix("Plugin.so") } == true, "\(type(of: part)) is not a loaded library's: \(library ?? "built in")")
                 }
                 let channel = GroupChannel(
                     configuration: configuration,
@@ -103,66 +106,40 @@ struct LoadedPluginClusterTests {
         }
     }
 
-    @Test func pluginsConfigurationKeyLoadsTheLibrary() async throws {
+    @Test(.enabled(if: CFixture.available, "no C compiler on PATH"))
+    func pluginsConfigurationKeyLoadsTheLibrary() async throws {
+        let library = try CFixture.codec.library()
         try await withNodes { nodes in
             let registry = PluginRegistry()
-            let dir = try TemporaryDirectory()
-            let file = dir.file("members.txt")
-            try writeMembers([], to: file)
+            var endpoints: [Endpoint] = []
             for i in 0..<2 {
                 var configuration = testConfiguration("config\(i + 1)")
                 // The same registry for both nodes: the library is loaded once (by the first).
-                configuration.plugins = [PluginFiles.path(PluginFiles.fileDiscovery)]
-                configuration.discovery = "file"
-                configuration.discoverySettings = ["path": file, "interval_ms": "50"]
+                configuration.plugins = [library]
+                configuration.codec = "ctree"
+                configuration.members = endpoints
+                configuration.discoverySettings["interval_ms"] = "100"
                 let channel = try GroupChannel(configuration: configuration, registry: registry, logger: quietLogger)
-                try await nodes.start(channel)
+                #expect(channel.codec.name == "ctree")
+                endpoints.append(try await nodes.start(channel))
             }
-            #expect(registry.plugins.first { $0.id == "discovery.file" }?.origin == .file(PluginFiles.path(PluginFiles.fileDiscovery)))
-            try writeMembers(nodes.channels.map(\.localMember.endpoint), to: file)
+            #expect(registry.plugins.first { $0.id == "codec.ctree" }?.origin == .file(library))
             #expect(await nodes.waitForMesh(2), "\(nodes.views)")
+            try await exchangeGreetings(nodes, count: 2)
         }
     }
 
-    @Test func pluginsConfigurationKeyWithABareNameServesSeveralChannels() throws {
+    @Test(.enabled(if: CFixture.available, "no C compiler on PATH"))
+    func aLibraryLoadedOnceServesSeveralChannels() throws {
+        let library = try CFixture.codec.library()
         let registry = PluginRegistry()
-        let dir = try TemporaryDirectory()
-        var configuration = testConfiguration("bare")
-        configuration.plugins = [PluginFiles.fileDiscovery]  // a product name, found on the search path
-        configuration.discovery = "file"
-        configuration.discoverySettings = ["path": dir.file("members.txt")]
+        var configuration = testConfiguration("shared")
+        configuration.plugins = [library]
+        configuration.codec = "ctree"
         _ = try GroupChannel(configuration: configuration, registry: registry, logger: quietLogger)
-        #expect(registry.plugins.contains { $0.id == "discovery.file" })
-        _ = try GroupChannel(configuration: configuration, registry: registry, logger: quietLogger)
-    }
-
-    @Test func exampleFileDiscoveryFormsAClusterAndPicksUpAMemberAddedLater() async throws {
-        try await withNodes { nodes in
-            let dir = try TemporaryDirectory()
-            let shared = dir.file("members.txt")
-            let lonely = dir.file("nobody.txt")
-            try writeMembers([], to: shared)
-            try writeMembers([], to: lonely)
-            let factory = try PluginFiles.factory(PluginFiles.fileDiscovery, id: "discovery.file", kind: .discovery)
-
-            func makeNode(_ name: String, file: String) throws -> GroupChannel {
-                let configuration = testConfiguration(name)
-                let discovery = try factory.makeDiscovery(settings: PluginSettings(values: ["path": file, "interval_ms": "50"], logger: quietLogger))
-                #expect(discovery.name == "file")
-                return GroupChannel(configuration: configuration, transport: TCPTransport(settings: configuration.wire), codec: BinaryCodec(), discovery: discovery, logger: quietLogger)
-            }
-
-            // Two nodes watch the shared file, which is empty at first.
-            let first = try await nodes.start(try makeNode("file1", file: shared))
-            let second = try await nodes.start(try makeNode("file2", file: shared))
-            try writeMembers([first, second], to: shared)
-            #expect(await nodes.waitForMesh(2), "\(nodes.views)")
-
-            // A third node whose own file names nobody: it is found only because the other two see
-            // it appear in their file.
-            let third = try await nodes.start(try makeNode("file3", file: lonely))
-            try writeMembers([first, second, third], to: shared, comment: "a member was added")
-            #expect(await nodes.waitForMesh(3), "\(nodes.views)")
-        }
+        #expect(registry.plugins.contains { $0.id == "codec.ctree" })
+        // The second channel finds the library already loaded instead of failing as a duplicate.
+        let second = try GroupChannel(configuration: configuration, registry: registry, logger: quietLogger)
+        #expect(second.codec.name == "ctree")
     }
 }

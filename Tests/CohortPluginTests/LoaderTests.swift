@@ -1,4 +1,6 @@
 import Cohort
+import CohortCodecBinary
+import CohortPluginSDK
 import CohortTestKit
 import Foundation
 import Testing
@@ -70,31 +72,63 @@ struct LoaderTests {
         #expect(elsewhere.message.contains(empty.path + "/lib\(PluginFiles.json).so"))
     }
 
-    @Test func libraryWithoutEntryPointIsNotACohortPlugin() throws {
+    @Test(.enabled(if: CFixture.available, "no C compiler on PATH"))
+    func libraryWithoutEntryPointIsNotACohortPlugin() throws {
         let registry = PluginRegistry()
-        let error = try loadError(PluginFiles.path(PluginFiles.noEntry), into: registry)
+        let error = try loadError(try CFixture.noEntry.library(), into: registry)
         #expect(error.code == .pluginLoadFailed)
         #expect(error.message.contains("not a Cohort plugin"), "\(error.message)")
-        #expect(error.message.contains("cohort_plugin_abi_version"))
+        #expect(error.message.contains("cohort_plugin_entry"))
         #expect(registry.plugins.isEmpty)
     }
 
-    @Test func otherABIVersionIsRefusedNamingBothVersions() throws {
+    @Test(.enabled(if: CFixture.available, "no C compiler on PATH"))
+    func otherABIVersionIsRefusedNamingBothVersions() throws {
         let registry = PluginRegistry()
-        let error = try loadError(PluginFiles.path(PluginFiles.badABI), into: registry)
+        let error = try loadError(try CFixture.badABI.library(), into: registry)
         #expect(error.code == .pluginLoadFailed)
         #expect(error.message.contains("ABI 999"), "\(error.message)")
-        #expect(error.message.contains("ABI \(cohortPluginABIVersion)"), "\(error.message)")
+        #expect(error.message.contains("ABI 3"), "\(error.message)")
         #expect(registry.plugins.isEmpty, "nothing of a refused plugin is registered")
     }
 
-    @Test func otherBuildStampIsRefusedNamingBothStamps() throws {
-        let registry = PluginRegistry()
-        let error = try loadError(PluginFiles.path(PluginFiles.wrongStamp), into: registry)
+    @Test(.enabled(if: CFixture.available, "no C compiler on PATH"))
+    func aLibraryOfTheRetiredSharedCoreABIIsToldToRebuild() throws {
+        let error = try loadError(try CFixture.retiredABI.library())
         #expect(error.code == .pluginLoadFailed)
-        #expect(error.message.contains("swift-0.0/core-0"), "\(error.message)")
-        #expect(error.message.contains(cohortPluginBuildStamp), "\(error.message)")
-        #expect(registry.plugins.isEmpty)
+        #expect(error.message.contains("retired plugin ABI 2"), "\(error.message)")
+        #expect(error.message.contains("CohortPluginSDK"), "\(error.message)")
+    }
+
+    @Test(.enabled(if: CFixture.available, "no C compiler on PATH"))
+    func brokenTablesAreRefusedWithoutCrashing() throws {
+        let cases: [(CFixture, String)] = [
+            (.nullTable, "returned no table"),
+            (.badManifest, "manifest that is not valid"),
+            (.unknownKind, "kind 'teleport'"),
+        ]
+        for (fixture, expected) in cases {
+            let registry = PluginRegistry()
+            let error = try loadError(try fixture.library(), into: registry)
+            #expect(error.code == .pluginLoadFailed, "\(fixture)")
+            #expect(error.message.contains(expected), "\(fixture): \(error.message)")
+            #expect(registry.plugins.isEmpty, "\(fixture)")
+        }
+    }
+
+    @Test(.enabled(if: CFixture.available, "no C compiler on PATH"))
+    func aPluginWrittenInCIsLoadedAndWorks() throws {
+        let path = try CFixture.codec.library()
+        let registry = PluginRegistry()
+        let loaded = try PluginLoader.load(path, into: registry)
+        #expect(loaded.map(\.id) == ["codec.ctree"])
+        #expect(loaded.first?.kind == .codec)
+        #expect(loaded.first?.version == "0.1.0")
+        let codec = try registry.factory("ctree", kind: .codec).makeCodec(settings: PluginSettings())
+        #expect(codec.id == CodecID(rawValue: 200))
+        #expect(codec.name == "ctree")
+        #expect((codec as? any LoadedPluginPart)?.library == path)
+        try CodecConformance.run(codec, consumesWholeBuffer: false)
     }
 
     @Test func loadingTheSamePluginTwiceIntoOneRegistryIsADuplicate() throws {
@@ -135,18 +169,20 @@ struct LoaderTests {
     }
 
     @Test func loadedFactoriesComeFromTheLibrary() throws {
-        let registry = try PluginFiles.registry(loading: [PluginFiles.tcp, PluginFiles.binary, PluginFiles.json, PluginFiles.staticDiscovery, PluginFiles.fileDiscovery])
+        let registry = try PluginFiles.registry(loading: [PluginFiles.tcp, PluginFiles.binary, PluginFiles.json, PluginFiles.staticDiscovery])
         let rows = registry.plugins
-        #expect(rows.map(\.id) == ["codec.binary", "codec.json", "discovery.file", "discovery.static", "transport.tcp"])
+        #expect(rows.map(\.id) == ["codec.binary", "codec.json", "discovery.static", "transport.tcp"])
         for row in rows {
             guard case .file(let path) = row.origin else {
                 Issue.record("\(row.id) has origin \(row.origin)")
                 continue
             }
             let factory = try registry.factory(row.id, kind: row.kind)
-            #expect(imagePath(definingTypeOf: factory) == realPath(path), "\(row.id)'s factory type is not defined by \(path)")
+            let part = factory as? any LoadedPluginPart
+            #expect(part?.library == path, "\(row.id)'s factory does not drive \(path)")
+            #expect(part?.pluginID == row.id)
         }
-        // The statically linked built-ins are defined by the test binary itself.
-        #expect(imagePath(definingTypeOf: TCPTransportPlugin()) != realPath(PluginFiles.path(PluginFiles.tcp)))
+        // The statically linked built-ins are not loaded parts.
+        #expect(!(BinaryCodecPlugin() as any PluginFactory is any LoadedPluginPart))
     }
 }

@@ -1,6 +1,8 @@
 import Cohort
 import CohortTestKit
 import Foundation
+import Logging
+import NIOConcurrencyHelpers
 import Testing
 
 /// The plugin libraries `swift build` puts next to the test binary.
@@ -8,20 +10,16 @@ enum PluginFiles {
     /// The folder of the test binary, where SwiftPM also puts every product.
     static var directory: String { PluginLoader.executableDirectory }
 
-    /// The path of `lib<product>.so` next to the test binary.
-    static func path(_ product: String) -> String { directory + "/lib\(product).so" }
+    /// The path of a product's shared library next to the test binary.
+    static func path(_ product: String) -> String { directory + "/" + PluginLoader.libraryFileName(product) }
 
     static let tcp = "CohortTransportTCPPlugin"
     static let binary = "CohortCodecBinaryPlugin"
     static let json = "CohortCodecJSONPlugin"
     static let staticDiscovery = "CohortDiscoveryStaticPlugin"
-    static let fileDiscovery = "CohortExampleFileDiscovery"
-    static let badABI = "CohortFixtureBadABI"
-    static let noEntry = "CohortFixtureNoEntry"
-    static let wrongStamp = "CohortFixtureWrongStamp"
 
     /// Every library the tests load.
-    static let all = [tcp, binary, json, staticDiscovery, fileDiscovery, badABI, noEntry, wrongStamp]
+    static let all = [tcp, binary, json, staticDiscovery]
 
     /// Whether every library is built (`swift build` builds them all; `swift build --product X`
     /// does not).
@@ -40,42 +38,58 @@ enum PluginFiles {
     }
 }
 
-/// The file of the image (executable or shared library) that defines a type's metadata, so a
-/// test can prove an instance came from a loaded plugin and not from the statically linked copy.
-///
-/// It looks the metadata's address up in `/proc/self/maps` (Linux).
-func imagePath(definingTypeOf value: Any) -> String? {
-    let address = UInt(bitPattern: unsafeBitCast(type(of: value) as Any.Type, to: UnsafeRawPointer.self))
-    guard let maps = readWholeFile("/proc/self/maps") else { return nil }
-    for line in maps.split(separator: "\n") {
-        // start-end perms offset dev inode [path]
-        let fields = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
-        guard fields.count == 6 else { continue }
-        let range = fields[0].split(separator: "-")
-        guard range.count == 2, let start = UInt(range[0], radix: 16), let end = UInt(range[1], radix: 16) else { continue }
-        if start <= address && address < end {
-            let path = fields[5].trimmingCharacters(in: .whitespaces)
-            return path.hasPrefix("/") ? realPath(path) : nil
+/// Plugin libraries written in C (`Fixtures/ctree.c`), compiled by the tests with the C compiler
+/// the Swift toolchain ships: plugins built outside any Swift package, by another compiler. The
+/// plain build offers `codec.ctree`; each broken variant is a library the loader must refuse.
+enum CFixture: String, CaseIterable, Sendable {
+    case codec = ""
+    case badABI = "FIXTURE_BAD_ABI"
+    case nullTable = "FIXTURE_NULL_TABLE"
+    case badManifest = "FIXTURE_BAD_MANIFEST"
+    case unknownKind = "FIXTURE_UNKNOWN_KIND"
+    case retiredABI = "FIXTURE_RETIRED_ABI"
+    case noEntry = "FIXTURE_NO_ENTRY"
+
+    /// The C compiler: `clang` next to `swift`, or `cc`.
+    static let compiler: String? = {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin"
+        for name in ["clang", "cc"] {
+            for dir in path.split(separator: ":") where FileManager.default.isExecutableFile(atPath: "\(dir)/\(name)") {
+                return "\(dir)/\(name)"
+            }
+        }
+        return nil
+    }()
+
+    /// The package's root, from this file's place in it.
+    static var packageRoot: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    }
+
+    private static let built = NIOLockedValueBox<[CFixture: String]>([:])
+    private static let folder = try? TemporaryDirectory()
+
+    /// The library's path, compiled on first use (once per test process).
+    func library() throws -> String {
+        try Self.built.withLockedValue { built in
+            if let path = built[self] { return path }
+            guard let compiler = Self.compiler, let folder = Self.folder else {
+                throw CohortError(.internal, "no C compiler on PATH to build the C plugin fixtures")
+            }
+            let output = folder.file("libctree\(rawValue.isEmpty ? "" : "-" + rawValue).so")
+            var arguments = ["-shared", "-fPIC", "-w", "-I", Self.packageRoot + "/Sources/CCohortPluginABI/include", "-o", output, Self.packageRoot + "/Tests/CohortPluginTests/Fixtures/ctree.c"]
+            if !rawValue.isEmpty { arguments.append("-D" + rawValue) }
+            let result = try ChildProcess.run(compiler, arguments)
+            guard result.status == 0 else {
+                throw CohortError(.internal, "compiling the C fixture \(self) failed: \(result.stderr)")
+            }
+            built[self] = output
+            return output
         }
     }
-    return nil
-}
 
-/// Reads a file to its end with plain `read(2)` calls (files under /proc report size 0, and a
-/// reader that trusts the size can stop early).
-func readWholeFile(_ path: String) -> String? {
-    let fd = open(path, O_RDONLY)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 64 * 1024)
-    while true {
-        let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if count < 0 && errno == EINTR { continue }
-        guard count > 0 else { break }
-        bytes.append(contentsOf: chunk[0..<count])
-    }
-    return String(decoding: bytes, as: UTF8.self)
+    /// Whether the fixtures can be built here.
+    static var available: Bool { compiler != nil }
 }
 
 /// Resolves symbolic links, so paths can be compared.

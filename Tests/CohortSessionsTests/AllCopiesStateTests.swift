@@ -1,6 +1,6 @@
 import Cohort
+import NIOCore
 import Testing
-
 @testable import CohortSessions
 
 /// A member for pure tests; lower `n` = older.

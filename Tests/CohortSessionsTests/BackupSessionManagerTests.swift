@@ -3,7 +3,6 @@ import CohortSessions
 import CohortTestKit
 import Foundation
 import Testing
-
 @testable import CohortSessions
 
 /// Where a session lives, as a node sees it.

@@ -2,6 +2,7 @@ import Cohort
 import CohortSessions
 import CohortTestKit
 import Foundation
+import NIOConcurrencyHelpers
 import Testing
 
 /// The delta manager (a copy everywhere) over the in-memory network.

@@ -3,7 +3,6 @@ import CohortSessions
 import CohortTestKit
 import Foundation
 import Testing
-
 @testable import CohortSessions
 
 /// Both managers with three nodes over real TCP on 127.0.0.1 (ports picked by the kernel).

@@ -1,6 +1,8 @@
 import Cohort
 import CohortSessions
 import CohortTestKit
+import Metrics
+import NIOConcurrencyHelpers
 import Testing
 
 /// Counts and swift-metrics instruments of a manager.

@@ -1,6 +1,6 @@
 import Cohort
+import NIOCore
 import Testing
-
 @testable import CohortSessions
 
 /// Pure tests of the primary/backup store: placement, failover, re-backup, fetch, start-up.

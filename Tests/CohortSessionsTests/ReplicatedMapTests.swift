@@ -2,6 +2,8 @@ import Cohort
 import CohortSessions
 import CohortTestKit
 import Foundation
+import NIOConcurrencyHelpers
+import ServiceLifecycle
 import Testing
 
 /// The two maps, on plain channels of a ``TestCluster``.

@@ -1,6 +1,8 @@
 import Cohort
+import CohortCodecBinary
+import CohortCodecJSON
+import NIOCore
 import Testing
-
 @testable import CohortSessions
 
 /// Pure tests of session records and deltas: stamps, duplicates, reordering, merging.

@@ -1,6 +1,12 @@
 import Cohort
+import CohortCodecBinary
+import CohortCodecJSON
+import CohortDiscoveryStatic
 import CohortSessions
 import CohortTestKit
+import CohortTransportTCP
+import Logging
+import NIOConcurrencyHelpers
 import Testing
 
 /// Nodes with a session manager each, over the in-memory network or loopback TCP, that can

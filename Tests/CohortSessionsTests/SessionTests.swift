@@ -1,7 +1,8 @@
 import Cohort
+import CohortCodecBinary
 import Foundation
+import NIOCore
 import Testing
-
 @testable import CohortSessions
 
 /// The request-scoped session value: changes collect into one delta.

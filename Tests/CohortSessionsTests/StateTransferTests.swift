@@ -1,9 +1,10 @@
 import Cohort
+import CohortCodecBinary
 import CohortSessions
 import CohortTestKit
 import Foundation
+import NIOCore
 import Testing
-
 @testable import CohortSessions
 
 /// State transfer of the delta manager, duplicates, reordering and codec failures, in memory.

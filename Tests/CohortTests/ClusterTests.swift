@@ -1,6 +1,10 @@
 import Cohort
-import CohortNIO
+import CohortCodecBinary
+import CohortCodecJSON
 import CohortTestKit
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
 import Testing
 
 /// The same scenarios over the in-memory network and over real loopback TCP.

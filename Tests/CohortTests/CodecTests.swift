@@ -3,6 +3,7 @@ import CohortCodecJSON
 import CohortCore
 import CohortTestKit
 import Foundation
+import NIOCore
 import Testing
 
 /// The two built-in codecs, as test arguments.

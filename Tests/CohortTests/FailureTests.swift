@@ -1,6 +1,8 @@
 import Cohort
-import CohortNIO
 import CohortTestKit
+import CohortTransportTCP
+import NIOCore
+import NIOPosix
 import Testing
 
 @Suite("Failures", .timeLimit(.minutes(2)))

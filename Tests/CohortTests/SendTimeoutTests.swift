@@ -1,9 +1,8 @@
 import Cohort
-import CohortNIO
 import CohortTestKit
+import NIOCore
 import Synchronization
 import Testing
-
 @testable import CohortTransportTCP
 
 /// Timeouts of acknowledged sends: one queue of deadlines and one timer per transport.

@@ -1,5 +1,6 @@
 import Cohort
 import CohortTestKit
+import NIOConcurrencyHelpers
 
 struct Ping: ClusterMessage, Equatable {
     static let messageType = MessageType(2001)

@@ -1,6 +1,7 @@
 import Cohort
-import CohortNIO
 import CohortTestKit
+import CohortTransportTCP
+import NIOCore
 import Testing
 
 /// Connection races of the TCP transport.

@@ -1,4 +1,5 @@
 import CohortCore
+import NIOCore
 import Testing
 
 @Suite("WireFormat")

@@ -1,4 +1,5 @@
 import CohortCore
+import NIOCore
 
 /// Cohort's default codec: a compact, self-describing binary format for any `Codable` value.
 ///

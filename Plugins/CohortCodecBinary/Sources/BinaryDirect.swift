@@ -1,5 +1,6 @@
 import CohortCore
 import Foundation
+import NIOCore
 
 /// A type made of a run of raw bytes held in a `ByteBuffer` (a blob, an already serialized
 /// payload) that ``BinaryCodec`` should write as one `bytes` value.

@@ -1,4 +1,5 @@
 import CohortCore
+import NIOCore
 
 /// A map key as read from the input.
 enum BinaryKey: Hashable {

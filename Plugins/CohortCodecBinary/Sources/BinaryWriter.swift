@@ -1,4 +1,5 @@
 import CohortCore
+import NIOCore
 
 /// One open level of the value being written: a container whose count is not patched yet, or a
 /// slot where a value is still to come.

@@ -1,5 +1,7 @@
 /// A UTF-8 well-formedness check over raw bytes (Unicode table 3-7: no overlong forms, no
 /// surrogates, nothing above U+10FFFF), with a fast path for ASCII.
+import CohortCore
+
 enum UTF8Check {
     /// Whether `bytes` are well-formed UTF-8.
     static func isValid(_ bytes: UnsafeRawBufferPointer) -> Bool {

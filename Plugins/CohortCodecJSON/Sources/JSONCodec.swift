@@ -1,5 +1,6 @@
 import CohortCore
 import Foundation
+import NIOCore
 
 /// A codec that writes messages as JSON with Foundation's `JSONEncoder` and `JSONDecoder`.
 ///

@@ -1,4 +1,6 @@
 import CohortCore
+import Logging
+import NIOConcurrencyHelpers
 
 /// Discovery through DNS: resolves a name — typically a Kubernetes headless Service, whose name
 /// has one A/AAAA record per pod — every ``DNSDiscoveryConfiguration/pollInterval`` and proposes

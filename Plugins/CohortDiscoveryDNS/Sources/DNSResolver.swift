@@ -1,5 +1,6 @@
 import CohortCore
 import Foundation
+import NIOConcurrencyHelpers
 
 /// Looks a host name up. Inject your own in tests; ``SystemDNSResolver`` is the real one.
 public protocol DNSResolver: Sendable {

@@ -1,10 +1,8 @@
-import CohortCore
+// The entry point of libCohortDiscoveryKubernetesPlugin.so, looked up by the plugin loader (docs/plugins.md).
 import CohortDiscoveryKubernetes
+import CohortPluginSDK
 
-@_cdecl("cohort_plugin_abi_version")
-public func cohort_plugin_abi_version() -> UInt32 { cohortPluginABIVersion }
-
-@_cdecl("cohort_plugin_manifest")
-public func cohort_plugin_manifest() -> UnsafeMutableRawPointer {
-    PluginManifest(factories: [KubernetesDiscoveryPlugin()]).retainedPointer()
+@_cdecl("cohort_plugin_entry")
+public func cohortPluginEntry() -> UnsafeRawPointer? {
+    PluginExport.entry([KubernetesDiscoveryPlugin()])
 }

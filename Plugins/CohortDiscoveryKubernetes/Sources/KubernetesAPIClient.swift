@@ -1,6 +1,9 @@
+import AsyncHTTPClient
 import CohortCore
-internal import CohortHTTP
 import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOSSL
 
 /// Lists pods through the Kubernetes API server (AsyncHTTPClient, TLS verified against the
 /// cluster CA, bearer token of the service account). One instance belongs to one polling loop.

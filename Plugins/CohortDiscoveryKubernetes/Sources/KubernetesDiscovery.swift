@@ -1,4 +1,6 @@
 import CohortCore
+import Logging
+import NIOConcurrencyHelpers
 
 /// Discovery through the Kubernetes API: polls the pods of a namespace (optionally only those
 /// matching a label selector) and proposes the running ones as candidates.

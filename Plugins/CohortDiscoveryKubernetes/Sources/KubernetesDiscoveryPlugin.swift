@@ -1,5 +1,6 @@
 import CohortCore
 import Foundation
+import Logging
 
 /// Registers ``KubernetesDiscovery`` as `discovery.kubernetes`.
 ///

@@ -1,4 +1,5 @@
 import CohortCore
+import NIOCore
 
 /// The datagram multicast discovery sends: a versioned header, then a member record.
 ///

@@ -1,4 +1,9 @@
-import CohortNIO
+import CohortCore
+import Logging
+import Metrics
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
 
 /// Discovery by UDP multicast heartbeats (Tribes' McastService).
 ///

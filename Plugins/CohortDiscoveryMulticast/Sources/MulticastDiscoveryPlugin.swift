@@ -1,4 +1,5 @@
 import CohortCore
+import Logging
 
 /// Registers ``MulticastDiscovery`` as `discovery.multicast`.
 ///

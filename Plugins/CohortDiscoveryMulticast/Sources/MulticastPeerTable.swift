@@ -1,4 +1,5 @@
 import CohortCore
+import Metrics
 
 /// The pure logic of multicast discovery, with time passed in: which members were heard, when,
 /// and which datagrams to ignore.

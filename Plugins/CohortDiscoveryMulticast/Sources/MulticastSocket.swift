@@ -1,4 +1,13 @@
-import CohortNIO
+import CohortCore
+import NIOCore
+import NIOPosix
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Opening and configuring the UDP sockets of multicast discovery.
 enum MulticastSocket {
@@ -29,8 +38,8 @@ enum MulticastSocket {
             if let ttl = configuration.ttl {
                 try await options.setIPMulticastTTL(CUnsignedChar(ttl)).get()
             }
-            if let device, case .v4(let v4)? = device.address {
-                try await options.setIPMulticastIF(v4.address.sin_addr).get()
+            if let device, let address = device.address, let interface = inAddress(of: address) {
+                try await options.setIPMulticastIF(interface).get()
             }
             return channel
         } catch {
@@ -45,7 +54,7 @@ enum MulticastSocket {
     /// request is made directly.
     static func join(_ channel: any Channel, group: SocketAddress, device: NIONetworkDevice?) async throws {
         guard let device, !device.multicastSupported,
-              case .v4(let groupAddress) = group, case .v4(let interfaceAddress)? = device.address
+              let groupAddress = inAddress(of: group), let interfaceAddress = device.address.flatMap(inAddress(of:))
         else {
             guard let multicast = channel as? any MulticastChannel else {
                 throw CohortError(.internal, "the datagram channel does not support multicast")
@@ -56,7 +65,7 @@ enum MulticastSocket {
         guard let options = channel as? any SocketOptionProvider else {
             throw CohortError(.internal, "the datagram channel does not expose socket options")
         }
-        let request = ip_mreq(imr_multiaddr: groupAddress.address.sin_addr, imr_interface: interfaceAddress.address.sin_addr)
+        let request = ip_mreq(imr_multiaddr: groupAddress, imr_interface: interfaceAddress)
         try await options.unsafeSetSocketOption(level: .ip, name: .ip_add_membership, value: request).get()
     }
 
@@ -104,4 +113,13 @@ final class DatagramHandler: ChannelInboundHandler, Sendable {
         // errors (ECONNREFUSED after a failed send, ENOMEM) leave it open.
         context.fireErrorCaught(error)
     }
+}
+
+/// The IPv4 address of a socket address as the C type socket options take (nil for IPv6 and
+/// Unix addresses). Made from the text form, so it needs nothing from NIO's C modules.
+func inAddress(of address: SocketAddress) -> in_addr? {
+    guard case .v4 = address, let text = address.ipAddress else { return nil }
+    var result = in_addr()
+    guard inet_pton(AF_INET, text, &result) == 1 else { return nil }
+    return result
 }

@@ -1,10 +1,8 @@
-import CohortCore
+// The entry point of libCohortDiscoveryStaticPlugin.so, looked up by the plugin loader (docs/plugins.md).
 import CohortDiscoveryStatic
+import CohortPluginSDK
 
-@_cdecl("cohort_plugin_abi_version")
-public func cohort_plugin_abi_version() -> UInt32 { cohortPluginABIVersion }
-
-@_cdecl("cohort_plugin_manifest")
-public func cohort_plugin_manifest() -> UnsafeMutableRawPointer {
-    PluginManifest(factories: [StaticDiscoveryPlugin()]).retainedPointer()
+@_cdecl("cohort_plugin_entry")
+public func cohortPluginEntry() -> UnsafeRawPointer? {
+    PluginExport.entry([StaticDiscoveryPlugin()])
 }

@@ -1,4 +1,5 @@
-import CohortNIO
+import CohortCore
+import NIOCore
 
 /// Splits the byte stream into Cohort frames, enforcing the frame cap.
 struct FrameDecoder: ByteToMessageDecoder {

@@ -1,5 +1,8 @@
-import CohortNIO
+import CohortCore
 import DequeModule
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
 
 /// Hands inbound messages of one connection to the node, one at a time and in order, and sends
 /// processing acknowledgements back. A drain task runs only while messages are waiting.

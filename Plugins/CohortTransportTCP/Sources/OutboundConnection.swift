@@ -1,5 +1,7 @@
-import CohortNIO
+import CohortCore
 import DequeModule
+import NIOCore
+import NIOPosix
 import Synchronization
 
 /// The connection this node uses to send to one member.

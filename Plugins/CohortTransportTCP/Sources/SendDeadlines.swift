@@ -1,5 +1,6 @@
-import CohortNIO
+import CohortCore
 import DequeModule
+import NIOCore
 
 /// The deadlines of the acknowledged sends still waiting, earliest first, served by one timer.
 ///

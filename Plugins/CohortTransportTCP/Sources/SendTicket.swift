@@ -1,4 +1,5 @@
-import CohortNIO
+import CohortCore
+import NIOConcurrencyHelpers
 
 /// The one waiter of one acknowledged send: collects the per-member outcomes and resumes the
 /// sender once all are in (or the timeout fires). One allocation per message, none per member.

@@ -1,4 +1,9 @@
-import CohortNIO
+import CohortCore
+import Logging
+import Metrics
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
 import Synchronization
 
 /// Cohort's TCP transport on SwiftNIO.

@@ -1,4 +1,4 @@
-import CohortNIO
+import CohortCore
 
 /// Registers ``TCPTransport`` as `transport.tcp`.
 public struct TCPTransportPlugin: PluginFactory {

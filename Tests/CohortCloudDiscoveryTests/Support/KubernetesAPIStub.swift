@@ -1,6 +1,10 @@
 import Cohort
-import CohortHTTP
+import CohortDiscoveryKubernetes
 import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import NIOSSL
 
 /// A local HTTPS stand-in for the Kubernetes API server, on 127.0.0.1 with a kernel-chosen port
 /// and a certificate from ``TestPKI``. It records every request and answers what the test's

@@ -1,6 +1,7 @@
 import Cohort
 import CohortTestKit
 import Foundation
+import NIOConcurrencyHelpers
 
 /// A running `cohort` process with its own environment; standard output is collected line by
 /// line, standard error as text.

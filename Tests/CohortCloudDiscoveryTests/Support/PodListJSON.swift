@@ -1,6 +1,9 @@
 import Cohort
+import CohortDiscoveryKubernetes
 import CohortTestKit
 import Foundation
+import Logging
+import NIOConcurrencyHelpers
 
 /// The recorded PodList answers in `Fixtures/` (see the README there for their origin).
 enum Fixture {

@@ -1,6 +1,9 @@
 import Cohort
+import CohortDiscoveryKubernetes
 import CohortTestKit
 import Foundation
+import Logging
+import NIOConcurrencyHelpers
 
 /// A running API stub, a token file and a CA, with a helper to make providers pointed at them.
 final class StubHarness: Sendable {

@@ -1,5 +1,6 @@
 import Cohort
 import Foundation
+import NIOConcurrencyHelpers
 
 /// A throw-away certificate authority and a server certificate for `127.0.0.1`, made with the
 /// `openssl` command-line tool in a temporary directory, once per test process.

@@ -1,6 +1,9 @@
 import Cohort
-import CohortNIO
+import CohortCodecBinary
 import CohortTestKit
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
 
 /// A hand-made Cohort peer on a raw TCP connection: it says hello with any member record and
 /// sends data frames, so a test can play an old incarnation or a member of another domain.

@@ -1,6 +1,7 @@
 import CohortCore
 import Dispatch
 import Foundation
+import NIOConcurrencyHelpers
 
 /// A test network of hosts in Linux network namespaces, driven through scripts/netns.
 ///

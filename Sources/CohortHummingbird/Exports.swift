@@ -1,3 +1,0 @@
-@_exported import Cohort
-@_exported import CohortHTTP
-@_exported import CohortSessions

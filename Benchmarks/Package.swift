@@ -58,6 +58,7 @@ let package = Package(
         benchmarkTarget("Serialization"),
         benchmarkTarget("FanOut", extra: [.product(name: "CohortTestKit", package: "cohort")]),
         benchmarkTarget("Loopback"),
+        benchmarkTarget("PluginBoundary"),
         benchmarkTarget("Replication", extra: [
             .product(name: "CohortSessions", package: "cohort"),
             .product(name: "CohortTestKit", package: "cohort"),

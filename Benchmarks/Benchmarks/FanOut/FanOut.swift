@@ -16,6 +16,10 @@ import Cohort
 import CohortBenchSupport
 import CohortTestKit
 import Synchronization
+import CohortCodecBinary
+import CohortDiscoveryStatic
+import NIOConcurrencyHelpers
+import NIOCore
 
 let fanOuts = [1, 3, 8]
 

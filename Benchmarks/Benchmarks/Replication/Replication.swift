@@ -13,9 +13,10 @@
 // Depends only on Cohort, CohortSessions, CohortTestKit and Benchmark.
 import Benchmark
 import Cohort
-import CohortSessions
 import CohortBenchSupport
+import CohortSessions
 import CohortTestKit
+import Logging
 
 let benchmarks: @Sendable () -> Void = {
     let metrics: [BenchmarkMetric] = [.wallClock, .throughput, .mallocCountTotal]

@@ -4,6 +4,9 @@
 import Benchmark
 import Cohort
 import CohortBenchSupport
+import CohortCodecBinary
+import CohortCodecJSON
+import NIOCore
 
 let benchmarks: @Sendable () -> Void = {
     // 1,000 operations per measured iteration; the text output shows per-operation values (`*`).

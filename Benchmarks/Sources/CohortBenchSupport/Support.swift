@@ -1,4 +1,6 @@
 import Cohort
+import Logging
+import NIOConcurrencyHelpers
 import Synchronization
 
 /// The message every benchmark sends: a few header fields and a 1 KiB text body.

@@ -14,6 +14,6 @@ guard arguments.count >= 3, let httpPort = Int(arguments[arguments.startIndex + 
 var cluster = ClusterConfiguration(name: arguments[arguments.startIndex])
 cluster.listen = try Endpoint(parsing: arguments[arguments.startIndex + 1])
 cluster.members = try arguments.dropFirst(3).map { try Endpoint(parsing: $0) }
-// A demo on loopback; a deployment sets a cluster key (see Cohort's docs/security.md).
+// A demo on loopback; see Cohort's docs for deploying a cluster on a network.
 let replica = try Replica(cluster: cluster, http: .hostname("127.0.0.1", port: httpPort), logger: Logger(label: cluster.name))
 try await replica.application.runService()

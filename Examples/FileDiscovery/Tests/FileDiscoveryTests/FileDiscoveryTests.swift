@@ -8,24 +8,24 @@ import Logging
 import NIOConcurrencyHelpers
 import Testing
 
+/// The library `swift build` puts next to the test binary.
+enum Library {
+    static var path: String { PluginLoader.executableDirectory + "/" + PluginLoader.libraryFileName("CohortExampleFileDiscovery") }
+    static var built: Bool { FileManager.default.fileExists(atPath: path) }
+
+    /// The loaded library's factory, in a registry of its own.
+    static func factory() throws -> any PluginFactory {
+        let registry = PluginRegistry()
+        try PluginLoader.load(path, into: registry)
+        return try registry.factory("discovery.file", kind: .discovery)
+    }
+}
+
 /// The example plugin, loaded from the shared library this package builds (through the C
 /// boundary, as the `cohort` executable loads it): parsing, watching, keeping the last list when
 /// the file cannot be read, and a cluster that finds a member added to the file later.
 @Suite("Example file discovery", .enabled(if: Library.built, "libCohortExampleFileDiscovery is not built next to the tests (run swift build)"), .timeLimit(.minutes(1)))
 struct FileDiscoveryTests {
-    /// The library `swift build` puts next to the test binary.
-    enum Library {
-        static var path: String { PluginLoader.executableDirectory + "/" + PluginLoader.libraryFileName("CohortExampleFileDiscovery") }
-        static var built: Bool { FileManager.default.fileExists(atPath: path) }
-
-        /// The loaded library's factory, in a registry of its own.
-        static func factory() throws -> any PluginFactory {
-            let registry = PluginRegistry()
-            try PluginLoader.load(path, into: registry)
-            return try registry.factory("discovery.file", kind: .discovery)
-        }
-    }
-
     /// Runs the loaded provider on a file and records what it reports and logs.
     final class Watch: Sendable {
         let events = NIOLockedValueBox<[DiscoveryEvent]>([])

@@ -59,6 +59,14 @@ let package = Package(
         benchmarkTarget("FanOut", extra: [.product(name: "CohortTestKit", package: "cohort")]),
         benchmarkTarget("Loopback"),
         benchmarkTarget("PluginBoundary"),
+        // The raw-channel bench shaped like the Tribes anchor harness: processes on loopback,
+        // driven by `Benchmarks/compare` or run alone (`swift run -c release ChannelBench`).
+        .executableTarget(
+            name: "ChannelBench",
+            dependencies: [cohort, core, "CohortBenchSupport"] + plugins + nio,
+            path: "Sources/ChannelBench",
+            swiftSettings: swiftSettings
+        ),
         benchmarkTarget("Replication", extra: [
             .product(name: "CohortSessions", package: "cohort"),
             .product(name: "CohortTestKit", package: "cohort"),

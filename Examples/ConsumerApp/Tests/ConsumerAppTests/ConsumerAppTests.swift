@@ -4,6 +4,7 @@ import CohortHummingbird
 import ConsumerAppKit
 import Hummingbird
 import Logging
+import ServiceLifecycle
 import Testing
 
 /// Two replicas of the app on loopback: a session written through one node's HTTP server is read
@@ -13,8 +14,15 @@ struct ConsumerAppTests {
     /// A replica running in a task, with its HTTP port.
     struct Running {
         let replica: Replica
+        let group: ServiceGroup
         let task: Task<Void, any Error>
         let httpPort: Int
+
+        /// Stops the replica the way SIGTERM would: the HTTP server, then the node.
+        func stop() async {
+            await group.triggerGracefulShutdown()
+            _ = await task.result
+        }
     }
 
     private func start(_ name: String, members: [Endpoint]) async throws -> Running {
@@ -27,10 +35,11 @@ struct ConsumerAppTests {
             portInput.yield(port)
             portInput.finish()
         }
-        let task = Task { try await replica.application.run() }
+        let group = ServiceGroup(configuration: .init(services: [replica.application], logger: logger))
+        let task = Task { try await group.run() }
         var port = 0
         for await bound in ports { port = bound }
-        return Running(replica: replica, task: task, httpPort: port)
+        return Running(replica: replica, group: group, task: task, httpPort: port)
     }
 
     private func get(_ port: Int, cookie: String?) async throws -> (body: String, setCookie: String?) {
@@ -47,10 +56,6 @@ struct ConsumerAppTests {
         let firstEndpoint = try await first.replica.node.channel.waitUntilRunning()
         let joined = first.replica.node.channel.membershipEvents()
         let second = try await start("consumer2", members: [firstEndpoint])
-        defer {
-            first.task.cancel()
-            second.task.cancel()
-        }
         // Both nodes see each other and finished their state transfer.
         for await event in joined {
             if case .added = event { break }
@@ -68,5 +73,8 @@ struct ConsumerAppTests {
         #expect(two.body == "2", "the second node did not see the session written through the first")
         let three = try await get(first.httpPort, cookie: cookie)
         #expect(three.body == "3", "the first node did not see the write made through the second")
+
+        await second.stop()
+        await first.stop()
     }
 }

@@ -18,6 +18,10 @@ struct AllCopiesState<Entry: ReplicatedEntry>: Sendable {
         var tombstoneRetention: Int64 = 600_000
         /// The most parked transfer requests (from members not in the view yet).
         var maxParked: Int = 64
+        /// The most changes kept for keys not known yet while the transfer runs; more are
+        /// dropped (and counted), so that a flood of changes for unknown keys cannot grow the
+        /// node without bound.
+        var maxOrphans: Int = 100_000
     }
 
     /// Where the node is in its start-up.
@@ -45,6 +49,9 @@ struct AllCopiesState<Entry: ReplicatedEntry>: Sendable {
         case event(ReplicaEvent<Entry>)
         /// Changes for unknown entries were discarded.
         case droppedOrphans(Int)
+        /// Input from another member was refused (an unsolicited transfer batch); the text
+        /// says what and from whom.
+        case refused(String)
     }
 
     /// Why a local change was refused.
@@ -64,6 +71,8 @@ struct AllCopiesState<Entry: ReplicatedEntry>: Sendable {
     var tombstones: [String: Tombstone] = [:]
     /// Changes for keys not known yet, kept while a transfer runs.
     var orphans: [String: [Entry.Delta]] = [:]
+    /// How many changes `orphans` holds.
+    var orphanCount = 0
     var startedAt: WallMillis?
     /// Members that answered "not ready" or failed, during this start-up.
     var declined: Set<MemberID> = []
@@ -88,7 +97,7 @@ struct AllCopiesState<Entry: ReplicatedEntry>: Sendable {
     /// The stamp a local change of `key` gets.
     func nextStamp(for key: String) -> Stamp {
         let seen = max(entries[key]?.version ?? 0, tombstones[key]?.stamp.counter ?? 0)
-        return Stamp(counter: seen + 1, origin: Stamp.origin(of: local))
+        return Stamp.after(seen, origin: Stamp.origin(of: local))
     }
 
     /// The entry of a key if it exists and has not expired at `now`.
@@ -177,9 +186,10 @@ struct AllCopiesState<Entry: ReplicatedEntry>: Sendable {
         } else if delta.deletes {
             // Deleting a key this node never saw: remember it so a late copy cannot re-create it.
             tombstones[key] = Tombstone(stamp: delta.stamp, removedAt: now)
-            orphans[key] = nil
-        } else if buffer, !isReady {
+            if let dropped = orphans.removeValue(forKey: key) { orphanCount -= dropped.count }
+        } else if buffer, !isReady, orphanCount < settings.maxOrphans {
             orphans[key, default: []].append(delta)
+            orphanCount += 1
         } else {
             actions.append(.droppedOrphans(1))
         }
@@ -188,6 +198,7 @@ struct AllCopiesState<Entry: ReplicatedEntry>: Sendable {
 
     private mutating func applyOrphans(_ key: String, now: WallMillis) -> [Action] {
         guard let waiting = orphans.removeValue(forKey: key) else { return [] }
+        orphanCount -= waiting.count
         var actions: [Action] = []
         for delta in waiting {
             actions.append(contentsOf: apply(key, delta, origin: .replicated, now: now, buffer: false))

@@ -30,7 +30,7 @@ struct MapEntry: ReplicatedEntry, Equatable {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             stamp = try c.decode(Stamp.self, forKey: .stamp)
             value = try c.decodeIfPresent(ByteBuffer.self, forKey: .value)
-            expiresAt = try ReceivedTime.wall(c.decodeIfPresent(WallMillis.self, forKey: .expiresAt), "a map entry's deadline")
+            expiresAt = try ReceivedTime.optionalWall(c.decodeIfPresent(WallMillis.self, forKey: .expiresAt), "a map entry's deadline")
         }
     }
 
@@ -53,7 +53,7 @@ struct MapEntry: ReplicatedEntry, Equatable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         value = try c.decode(ByteBuffer.self, forKey: .value)
         stamp = try c.decode(Stamp.self, forKey: .stamp)
-        expiresAt = try ReceivedTime.wall(c.decodeIfPresent(WallMillis.self, forKey: .expiresAt), "a map entry's deadline")
+        expiresAt = try ReceivedTime.optionalWall(c.decodeIfPresent(WallMillis.self, forKey: .expiresAt), "a map entry's deadline")
     }
 
     var version: UInt64 { stamp.counter }

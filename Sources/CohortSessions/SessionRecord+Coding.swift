@@ -73,7 +73,7 @@ extension SessionRecord {
         latestStamp = try c.decodeStamp()
         // Any idle limit is valid (0 or less: never); the deadline saturates.
         maxInactive = Stamped(value: try c.decode(Int64.self), stamp: try c.decodeStamp())
-        absoluteExpiry = Stamped(value: try ReceivedTime.wall(c.decodeOptional(WallMillis.self), "a session's absolute expiry"), stamp: try c.decodeStamp())
+        absoluteExpiry = Stamped(value: try ReceivedTime.optionalWall(c.decodeOptional(WallMillis.self), "a session's absolute expiry"), stamp: try c.decodeStamp())
         principal = Stamped(value: try c.decodeOptional(String.self), stamp: try c.decodeStamp())
         // Each attribute is four values: name, value (or nil), stamp counter, stamp origin.
         let count = try c.decodeCount(of: "attributes", valuesPerItem: 4)
@@ -135,7 +135,7 @@ extension SessionDelta {
         lastAccessedTime = fields.contains(.access) ? try c.decodeWall("a session's access time") : nil
         maxInactive = fields.contains(.maxInactive) ? try c.decode(Int64.self) : nil
         absoluteExpiry = fields.contains(.absoluteExpiry)
-            ? Change(value: try ReceivedTime.wall(c.decodeOptional(WallMillis.self), "a session's absolute expiry")) : nil
+            ? Change(value: try ReceivedTime.optionalWall(c.decodeOptional(WallMillis.self), "a session's absolute expiry")) : nil
         principal = fields.contains(.principal) ? Change(value: try c.decodeOptional(String.self)) : nil
         invalidated = fields.contains(.invalidated)
         newID = fields.contains(.newID) ? try c.decode(String.self) : nil

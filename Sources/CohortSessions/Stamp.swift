@@ -89,7 +89,7 @@ enum ReceivedTime {
     }
 
     /// An optional wall time read from another node.
-    static func wall(_ value: WallMillis?, _ what: @autoclosure () -> String) throws -> WallMillis? {
+    static func optionalWall(_ value: WallMillis?, _ what: @autoclosure () -> String) throws -> WallMillis? {
         guard let value else { return nil }
         return try wall(value, what())
     }

@@ -4,6 +4,7 @@ import CohortSessions
 import CohortTestKit
 import Foundation
 import NIOCore
+import NIOPosix
 import Testing
 
 /// The crashes of issue 15, sent as a stranger would: the documented wire format over a real
@@ -20,13 +21,15 @@ struct HostileInputTCPTests {
         let tasks: [Task<Void, any Error>]
         let clock: ManualClock
         let fake: FakeMember
+        let listener: any Channel
 
-        init(cluster: TestCluster, managers: [SessionManager], tasks: [Task<Void, any Error>], clock: ManualClock, fake: FakeMember) {
+        init(cluster: TestCluster, managers: [SessionManager], tasks: [Task<Void, any Error>], clock: ManualClock, fake: FakeMember, listener: any Channel) {
             self.cluster = cluster
             self.managers = managers
             self.tasks = tasks
             self.clock = clock
             self.fake = fake
+            self.listener = listener
         }
 
         static let store = "sessions/app"
@@ -47,11 +50,14 @@ struct HostileInputTCPTests {
                     tasks.append(Task { try await manager.run() })
                 }
                 for manager in managers { try await manager.waitUntilReady() }
-                // A stranger that speaks the wire format; its address refuses connections, so the
-                // node's own sends to it fail fast.
-                let stranger = Member(name: "stranger", endpoint: Endpoint(host: "127.0.0.1", port: 1), startTime: 1)
+                // A stranger that speaks the wire format. It also listens, answering hellos, probes
+                // and data like a member, so that the node keeps it in its view (and keeps the
+                // connection the forged messages come on).
+                let id = MemberID.random()
+                let listener = try await FakeListener.start(id: id)
+                let stranger = Member(id: id, name: "stranger", endpoint: Endpoint(host: "127.0.0.1", port: listener.localAddress!.port!), startTime: 1)
                 let fake = try await FakeMember.connect(to: cluster[0].localMember.endpoint, as: stranger)
-                let setup = Setup(cluster: cluster, managers: managers, tasks: tasks, clock: clock, fake: fake)
+                let setup = Setup(cluster: cluster, managers: managers, tasks: tasks, clock: clock, fake: fake, listener: listener)
                 do {
                     try await body(setup)
                 } catch {
@@ -64,6 +70,7 @@ struct HostileInputTCPTests {
 
         func stop() async {
             await fake.close()
+            try? await listener.close()
             for manager in managers { manager.shutdown() }
             for task in tasks { _ = try? await task.value }
         }
@@ -186,6 +193,52 @@ struct HostileInputTCPTests {
         var b: ByteBuffer
         var l: Bool
         var y: Bool
+    }
+}
+
+/// The listening side of the stranger: answers `hello` and `probe` with its member record and
+/// every data frame with `processed`, so the node under attack treats it as a healthy member.
+enum FakeListener {
+    final class Handler: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        let id: MemberID
+        var buffer = ByteBuffer()
+        var me: Member?
+
+        init(id: MemberID) { self.id = id }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            var bytes = unwrapInboundIn(data)
+            buffer.writeBuffer(&bytes)
+            let port = context.channel.localAddress?.port ?? 0
+            let me = Member(id: id, name: "stranger", endpoint: Endpoint(host: "127.0.0.1", port: port), startTime: 1)
+            while let frame = try? WireFormat.parse(from: &buffer, maxFrameSize: 1 << 24) {
+                var reply = ByteBuffer()
+                switch frame.kind {
+                case .hello, .probe:
+                    var record = ByteBuffer()
+                    WireFormat.writeMember(me, into: &record)
+                    WireFormat.writeHeader(kind: .helloReply, length: record.readableBytes, into: &reply)
+                    reply.writeBuffer(&record)
+                case .data:
+                    guard let seq = frame.body.getInteger(at: frame.body.readerIndex, as: UInt64.self) else { continue }
+                    WireFormat.writeHeader(kind: .processed, length: 8, into: &reply)
+                    reply.writeInteger(seq)
+                default:
+                    continue
+                }
+                context.writeAndFlush(wrapOutboundOut(reply), promise: nil)
+            }
+        }
+    }
+
+    static func start(id: MemberID) async throws -> any Channel {
+        try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Handler(id: id)) }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
     }
 }
 

@@ -13,7 +13,7 @@ struct HostileInputCoreTests {
     let local = Member(name: "local", endpoint: Endpoint(host: "127.0.0.1", port: 1), startTime: 1)
 
     func member(_ n: Int) -> Member {
-        Member(name: "m\(n)", endpoint: Endpoint(host: "127.0.0.1", port: 1000 + n), startTime: Int64(n))
+        Member(id: MemberID(high: 1, low: UInt64(n)), name: "m\(n)", endpoint: Endpoint(host: "127.0.0.1", port: 1000 + n), startTime: Int64(n))
     }
 
     // MARK: - member records

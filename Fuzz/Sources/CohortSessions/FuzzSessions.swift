@@ -29,7 +29,8 @@ public enum FuzzSessions {
 
     static func decode<Value: Decodable>(_ type: Value.Type, _ body: ByteBuffer, _ codec: any MessageCodec) -> Value? {
         do {
-            return try codec.decodeValue(type, from: body, what: "fuzz input")
+            var bytes = body
+            return try codec.decode(type, from: &bytes)
         } catch let error as CohortError {
             require(error.code == .codecFailure, "decoding \(type) threw \(error.code)")
             return nil

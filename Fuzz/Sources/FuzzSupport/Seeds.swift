@@ -17,7 +17,7 @@ public enum Seeds {
         for seed in seeds() {
             let path = dir + "/" + seed.name
             guard let file = fopen(path, "wb") else {
-                fputs("cannot write \(path)\n", stderr)
+                print("cannot write \(path)")
                 exit(1)
             }
             _ = seed.bytes.withUnsafeBufferPointer { fwrite($0.baseAddress, 1, $0.count, file) }

@@ -157,13 +157,12 @@ struct AllCopiesState<Entry: ReplicatedEntry>: Sendable {
                 if let newKey = delta.renamedKey, newKey != key {
                     entries[key] = nil
                     tombstones[key] = Tombstone(stamp: delta.stamp, removedAt: now)
-                    if var existing = entries[newKey] {
-                        _ = existing.merge(entry)
-                        entry = existing
+                    if let moved = moveIn(entry, to: newKey) {
+                        actions.append(.event(.renamed(from: key, to: newKey, entry: moved, origin: origin)))
+                        actions.append(contentsOf: applyOrphans(newKey, now: now))
+                    } else {
+                        actions.append(.event(.removed(key: key, entry: entry, reason: .removed, origin: origin)))
                     }
-                    entries[newKey] = entry
-                    actions.append(.event(.renamed(from: key, to: newKey, entry: entry, origin: origin)))
-                    actions.append(contentsOf: applyOrphans(newKey, now: now))
                 } else {
                     entries[key] = entry
                     actions.append(.event(.updated(key: key, entry: entry, change: effective, origin: origin)))
@@ -176,8 +175,9 @@ struct AllCopiesState<Entry: ReplicatedEntry>: Sendable {
         } else if let created = Entry.creating(from: delta) {
             if let newKey = delta.renamedKey, newKey != key {
                 tombstones[key] = Tombstone(stamp: delta.stamp, removedAt: now)
-                entries[newKey] = created
-                actions.append(.event(.created(key: newKey, entry: created, origin: origin)))
+                if let moved = moveIn(created, to: newKey) {
+                    actions.append(.event(.created(key: newKey, entry: moved, origin: origin)))
+                }
             } else {
                 entries[key] = created
                 actions.append(.event(.created(key: key, entry: created, origin: origin)))
@@ -194,6 +194,24 @@ struct AllCopiesState<Entry: ReplicatedEntry>: Sendable {
             actions.append(.droppedOrphans(1))
         }
         return actions
+    }
+
+    /// Puts an entry that moved (a session id change) at its new key: merged into an entry
+    /// there, or instead of a deletion older than it. A deletion of the new key that is not older
+    /// wins, as it would against any change: the entry stays deleted (nil). Either way a key is
+    /// never both live and deleted.
+    private mutating func moveIn(_ entry: Entry, to newKey: String) -> Entry? {
+        if let tombstone = tombstones[newKey] {
+            guard entry.latestStamp > tombstone.stamp else { return nil }
+            tombstones[newKey] = nil
+        }
+        var moved = entry
+        if var existing = entries[newKey] {
+            _ = existing.merge(entry)
+            moved = existing
+        }
+        entries[newKey] = moved
+        return moved
     }
 
     private mutating func applyOrphans(_ key: String, now: WallMillis) -> [Action] {

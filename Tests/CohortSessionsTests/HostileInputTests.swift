@@ -206,6 +206,34 @@ struct Flat: Encodable {
         #expect(dropped == 7)
     }
 
+    /// Found by the `states` fuzz target: a session id change onto an id that was deleted left
+    /// the key both live and deleted. Now an older rename stays deleted, a newer one replaces
+    /// the deletion.
+    @Test func renameOntoADeletedKeyNeverLeavesItLiveAndDeleted() {
+        func delta(_ id: String, _ counter: UInt64, create: Bool = false, newID: String? = nil, invalidate: Bool = false) -> SessionDelta {
+            var delta = SessionDelta(sessionID: id, stamp: Stamp(counter: counter, origin: 7))
+            if create { delta.creation = .init(creationTime: 1_000) }
+            delta.newID = newID
+            delta.invalidated = invalidate
+            return delta
+        }
+        var state = AllCopiesState<SessionRecord>(local: testMember(5).id)
+        _ = state.onStart(members: [], now: 0)
+        _ = state.onTick(now: 10_000)
+        #expect(state.isReady)
+        _ = state.onRemoteDelta("a", delta("a", 1, create: true), now: 0)
+        _ = state.onRemoteDelta("b", delta("b", 5, invalidate: true), now: 0)
+        #expect(state.tombstones["b"] != nil)
+        // An older rename a → b: b stays deleted, a is gone.
+        _ = state.onRemoteDelta("a", delta("a", 2, newID: "b"), now: 0)
+        #expect(state.entries["b"] == nil && state.tombstones["b"] != nil)
+        #expect(state.entries["a"] == nil)
+        // A newer creation with a rename c → b replaces the deletion.
+        _ = state.onRemoteDelta("c", delta("c", 9, create: true, newID: "b"), now: 0)
+        #expect(state.entries["b"] != nil && state.tombstones["b"] == nil)
+        for key in state.entries.keys { #expect(state.tombstones[key] == nil, "\(key) is live and deleted") }
+    }
+
     /// The list the fuzz targets decode names every replication message id once.
     @Test func replicationMessageListIsComplete() throws {
         let ids = ReplicationMessages.all.map { $0.messageType.rawValue }

@@ -233,7 +233,12 @@ struct PrimaryBackupState<Entry: ReplicatedEntry>: Sendable {
                 copies[newKey] = copy
                 if let location = locations[key] {
                     setLocation(key, nil)
-                    if locations[newKey] == nil { setLocation(newKey, location) }
+                    // A removal of the new key that is not older than the location wins, as in
+                    // onLocate: a key never has both a location and a tombstone.
+                    if locations[newKey] == nil, tombstones[newKey].map({ location.stamp > $0.stamp }) ?? true {
+                        tombstones[newKey] = nil
+                        setLocation(newKey, location)
+                    }
                 }
                 actions.append(.event(.renamed(from: key, to: newKey, entry: copy, origin: .replicated)))
             } else {

@@ -234,6 +234,24 @@ struct Flat: Encodable {
         for key in state.entries.keys { #expect(state.tombstones[key] == nil, "\(key) is live and deleted") }
     }
 
+    /// The same for a backup copy renamed by its owner's change: the new key gets the location
+    /// only when no newer removal of it is known.
+    @Test func backupRenameOntoARemovedKeyNeverLeavesItLocatedAndRemoved() {
+        let me = testMember(5), owner = testMember(1)
+        var state = PrimaryBackupState<SessionRecord>(local: me.id)
+        _ = state.onStart(members: [owner], now: 0)
+        var create = SessionDelta(sessionID: "a", stamp: Stamp(counter: 1, origin: 7))
+        create.creation = .init(creationTime: 1_000)
+        let record = SessionRecord.creating(from: create)!
+        _ = state.onStore("a", entry: record, location: Location(owner: owner.id, backups: [me.id], stamp: Stamp(counter: 3, origin: 7)), now: 0)
+        _ = state.onRemoveLocations(["b": Stamp(counter: 5, origin: 7)], reason: .removed, now: 0)
+        var rename = SessionDelta(sessionID: "a", stamp: Stamp(counter: 2, origin: 7))
+        rename.newID = "b"
+        _ = state.onUpdate("a", delta: rename, now: 0)
+        #expect(state.locations["b"] == nil && state.tombstones["b"] != nil)
+        for key in state.locations.keys { #expect(state.tombstones[key] == nil, "\(key) is located and removed") }
+    }
+
     /// The list the fuzz targets decode names every replication message id once.
     @Test func replicationMessageListIsComplete() throws {
         let ids = ReplicationMessages.all.map { $0.messageType.rawValue }

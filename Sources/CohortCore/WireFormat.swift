@@ -129,11 +129,33 @@ public enum WireFormat {
         }
     }
 
+    /// The largest member record a node reads: a peer's record is kept in the view of every
+    /// node that admits it, so it may not be as large as a frame.
+    public static let maxMemberRecordSize = 65_535
+    /// The most metadata entries a member record may carry.
+    public static let maxMetadataEntries = 256
+
     /// Reads a member record.
     ///
-    /// - Throws: ``CohortError/Code/malformedFrame`` when the record is truncated or of an unknown
-    ///   format version.
+    /// Reads at most ``maxMemberRecordSize`` bytes; a record that is longer, carries more than
+    /// ``maxMetadataEntries`` metadata entries or the same key twice is refused. On failure the
+    /// reader index does not move.
+    ///
+    /// - Throws: ``CohortError/Code/malformedFrame`` when the record is truncated, too large or
+    ///   inconsistent, ``CohortError/Code/unsupportedVersion`` when it is of an unknown format.
     public static func readMember(from buffer: inout ByteBuffer) throws -> Member {
+        var record = buffer.getSlice(at: buffer.readerIndex, length: min(buffer.readableBytes, maxMemberRecordSize)) ?? ByteBuffer()
+        let member: Member
+        do {
+            member = try readMemberRecord(from: &record)
+        } catch let error as CohortError where error.code == .malformedFrame && buffer.readableBytes > maxMemberRecordSize {
+            throw CohortError(.malformedFrame, "a member record does not end within \(maxMemberRecordSize) bytes; keep the member metadata small", cause: error)
+        }
+        buffer.moveReaderIndex(forwardBy: record.readerIndex)
+        return member
+    }
+
+    private static func readMemberRecord(from buffer: inout ByteBuffer) throws -> Member {
         guard let format = buffer.readInteger(as: UInt8.self) else { throw truncated("member record") }
         guard format == 1 else {
             throw CohortError(.unsupportedVersion, "member record format \(format) is not supported (this node reads format 1); run the same Cohort release on every member")
@@ -147,10 +169,16 @@ public enum WireFormat {
         let name = try readString(from: &buffer)
         let domain = try readString(from: &buffer)
         guard let count = buffer.readInteger(as: UInt16.self) else { throw truncated("member record") }
+        guard count <= maxMetadataEntries else {
+            throw CohortError(.malformedFrame, "a member record announces \(count) metadata entries, more than the \(maxMetadataEntries) a node reads; keep the member metadata small")
+        }
         var metadata: [String: String] = [:]
         for _ in 0..<count {
             let key = try readString(from: &buffer)
-            metadata[key] = try readString(from: &buffer)
+            let value = try readString(from: &buffer)
+            guard metadata.updateValue(value, forKey: key) == nil else {
+                throw CohortError(.malformedFrame, "a member record carries the metadata key '\(key.prefix(64))' twice")
+            }
         }
         return Member(id: MemberID(high: high, low: low), name: name, endpoint: Endpoint(host: host, port: Int(port)), domain: domain, metadata: metadata, startTime: startTime)
     }

@@ -20,6 +20,8 @@ actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
     nonisolated let wall: WallClock
     nonisolated let logger: Logger
     nonisolated let observer: ReplicaObserver<Entry>
+    /// Counts and logs (rate-limited) what other members send that is refused.
+    nonisolated let input: ReplicaInputLog
     private var state: AllCopiesState<Entry>
     private var readyWaiters: [CheckedContinuation<Void, any Error>] = []
     private var finished = false
@@ -35,6 +37,7 @@ actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
         self.wall = WallClock(clock: clock)
         self.logger = logger
         self.observer = observer
+        self.input = ReplicaInputLog(store: settings.name, logger: logger, clock: clock)
         self.state = AllCopiesState(local: channel.localMember.id, settings: .init(settings))
         (jobs, jobInput) = AsyncStream.makeStream(of: Job.self)
     }
@@ -139,7 +142,7 @@ actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
                 delta = try codec.decodeValue(Entry.Delta.self, from: update.body, what: "a change of '\(update.key)' from \(sender.name)")
             } catch {
                 observer.failure(.codec, 1, error)
-                logger.warning("store \(settings.name): \(error)")
+                input.decodeFailed("ReplicaUpdate", from: sender, error)
                 throw error
             }
             await applyRemote(update.key, delta)
@@ -151,10 +154,10 @@ actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
                 entries = try codec.decodeValue([String: Entry].self, from: batch.body, what: "transfer batch \(batch.sequence) from \(sender.name)")
             } catch {
                 observer.failure(.codec, 1, error)
-                logger.warning("store \(settings.name): \(error)")
+                input.decodeFailed("ReplicaTransferBatch", from: sender, error)
                 throw error
             }
-            await applyBatch(batch, entries: entries, from: sender.id)
+            try await applyBatch(batch, entries: entries, from: sender.id)
         default:
             throw CohortError(.internal, "store '\(settings.name)' keeps a copy everywhere and does not take \(type(of: message)) messages; two nodes run different kinds of store under one name")
         }
@@ -168,11 +171,16 @@ actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
         perform(state.onTransferRequest(from: member, request: request))
     }
 
-    private func applyBatch(_ batch: ReplicaTransferBatch, entries: [String: Entry], from source: MemberID) {
-        perform(state.onTransferBatch(
+    /// Merges a batch this node asked for; throws (so the sender sees a failure) for any other.
+    private func applyBatch(_ batch: ReplicaTransferBatch, entries: [String: Entry], from source: MemberID) throws {
+        let actions = state.onTransferBatch(
             from: source, request: batch.request, entries: entries, last: batch.last,
             sourceReady: batch.sourceReady, now: wall.now
-        ))
+        )
+        perform(actions)
+        for case .refused(let what) in actions {
+            throw CohortError(.unknownMember, "store '\(settings.name)' refused \(what)")
+        }
     }
 
     private func requestFailed(_ member: MemberID, request: UInt64) {
@@ -223,6 +231,9 @@ actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
                 for waiter in waiters { waiter.resume() }
             case .droppedOrphans(let count):
                 observer.failure(.orphans, count, CohortError(.notFound, "\(count) change(s) for unknown keys discarded"))
+            case .refused(let what):
+                observer.failure(.refused, 1, CohortError(.unknownMember, what))
+                input.refused(what)
             }
         }
         if !events.isEmpty { observer.events(events) }

@@ -46,8 +46,9 @@ extension AllCopiesState {
     private mutating func becomeReady(now: WallMillis) -> [Action] {
         var actions: [Action] = []
         setPhase(.ready)
-        let dropped = orphans.values.reduce(0) { $0 + $1.count }
+        let dropped = orphanCount
         orphans.removeAll()
+        orphanCount = 0
         if dropped > 0 { actions.append(.droppedOrphans(dropped)) }
         actions.append(.becameReady(transferred: transferred, elapsed: now - (startedAt ?? now)))
         return actions
@@ -129,7 +130,15 @@ extension AllCopiesState {
 
     // MARK: - receiving
 
-    /// A batch of a transfer arrived.
+    /// Whether this node asked `source` for a transfer under `request` and waits for it.
+    func expectsBatch(from source: MemberID, request: UInt64) -> Bool {
+        if case .transferring(let current, let expected) = phase, current == source, expected == request { return true }
+        return pulls[request] == source
+    }
+
+    /// A batch of a transfer arrived. Only a batch of a transfer this node asked that member
+    /// for is merged: any other (unsolicited, from another member than the one asked, or late)
+    /// is refused, so a member cannot push entries into another's store by transfer.
     mutating func onTransferBatch(
         from source: MemberID,
         request: UInt64,
@@ -138,6 +147,9 @@ extension AllCopiesState {
         sourceReady: Bool,
         now: WallMillis
     ) -> [Action] {
+        guard expectsBatch(from: source, request: request) else {
+            return [.refused("a transfer batch (request \(request), \(batch.count) entries) from \(source), which this node did not ask for it")]
+        }
         var actions = merge(batch, now: now)
         if case .transferring(let current, let expected) = phase, current == source, expected == request {
             lastProgress = now

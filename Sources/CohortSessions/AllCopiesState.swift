@@ -18,6 +18,10 @@ struct AllCopiesState<Entry: ReplicatedEntry>: Sendable {
         var tombstoneRetention: Int64 = 600_000
         /// The most parked transfer requests (from members not in the view yet).
         var maxParked: Int = 64
+        /// The most changes kept for keys not known yet while the transfer runs; more are
+        /// dropped (and counted), so that a flood of changes for unknown keys cannot grow the
+        /// node without bound.
+        var maxOrphans: Int = 100_000
     }
 
     /// Where the node is in its start-up.
@@ -45,6 +49,9 @@ struct AllCopiesState<Entry: ReplicatedEntry>: Sendable {
         case event(ReplicaEvent<Entry>)
         /// Changes for unknown entries were discarded.
         case droppedOrphans(Int)
+        /// Input from another member was refused (an unsolicited transfer batch); the text
+        /// says what and from whom.
+        case refused(String)
     }
 
     /// Why a local change was refused.
@@ -64,6 +71,8 @@ struct AllCopiesState<Entry: ReplicatedEntry>: Sendable {
     var tombstones: [String: Tombstone] = [:]
     /// Changes for keys not known yet, kept while a transfer runs.
     var orphans: [String: [Entry.Delta]] = [:]
+    /// How many changes `orphans` holds.
+    var orphanCount = 0
     var startedAt: WallMillis?
     /// Members that answered "not ready" or failed, during this start-up.
     var declined: Set<MemberID> = []
@@ -88,7 +97,7 @@ struct AllCopiesState<Entry: ReplicatedEntry>: Sendable {
     /// The stamp a local change of `key` gets.
     func nextStamp(for key: String) -> Stamp {
         let seen = max(entries[key]?.version ?? 0, tombstones[key]?.stamp.counter ?? 0)
-        return Stamp(counter: seen + 1, origin: Stamp.origin(of: local))
+        return Stamp.after(seen, origin: Stamp.origin(of: local))
     }
 
     /// The entry of a key if it exists and has not expired at `now`.
@@ -148,13 +157,12 @@ struct AllCopiesState<Entry: ReplicatedEntry>: Sendable {
                 if let newKey = delta.renamedKey, newKey != key {
                     entries[key] = nil
                     tombstones[key] = Tombstone(stamp: delta.stamp, removedAt: now)
-                    if var existing = entries[newKey] {
-                        _ = existing.merge(entry)
-                        entry = existing
+                    if let moved = moveIn(entry, to: newKey) {
+                        actions.append(.event(.renamed(from: key, to: newKey, entry: moved, origin: origin)))
+                        actions.append(contentsOf: applyOrphans(newKey, now: now))
+                    } else {
+                        actions.append(.event(.removed(key: key, entry: entry, reason: .removed, origin: origin)))
                     }
-                    entries[newKey] = entry
-                    actions.append(.event(.renamed(from: key, to: newKey, entry: entry, origin: origin)))
-                    actions.append(contentsOf: applyOrphans(newKey, now: now))
                 } else {
                     entries[key] = entry
                     actions.append(.event(.updated(key: key, entry: entry, change: effective, origin: origin)))
@@ -167,8 +175,9 @@ struct AllCopiesState<Entry: ReplicatedEntry>: Sendable {
         } else if let created = Entry.creating(from: delta) {
             if let newKey = delta.renamedKey, newKey != key {
                 tombstones[key] = Tombstone(stamp: delta.stamp, removedAt: now)
-                entries[newKey] = created
-                actions.append(.event(.created(key: newKey, entry: created, origin: origin)))
+                if let moved = moveIn(created, to: newKey) {
+                    actions.append(.event(.created(key: newKey, entry: moved, origin: origin)))
+                }
             } else {
                 entries[key] = created
                 actions.append(.event(.created(key: key, entry: created, origin: origin)))
@@ -177,17 +186,37 @@ struct AllCopiesState<Entry: ReplicatedEntry>: Sendable {
         } else if delta.deletes {
             // Deleting a key this node never saw: remember it so a late copy cannot re-create it.
             tombstones[key] = Tombstone(stamp: delta.stamp, removedAt: now)
-            orphans[key] = nil
-        } else if buffer, !isReady {
+            if let dropped = orphans.removeValue(forKey: key) { orphanCount -= dropped.count }
+        } else if buffer, !isReady, orphanCount < settings.maxOrphans {
             orphans[key, default: []].append(delta)
+            orphanCount += 1
         } else {
             actions.append(.droppedOrphans(1))
         }
         return actions
     }
 
+    /// Puts an entry that moved (a session id change) at its new key: merged into an entry
+    /// there, or instead of a deletion older than it. A deletion of the new key that is not older
+    /// wins, as it would against any change: the entry stays deleted (nil). Either way a key is
+    /// never both live and deleted.
+    private mutating func moveIn(_ entry: Entry, to newKey: String) -> Entry? {
+        if let tombstone = tombstones[newKey] {
+            guard entry.latestStamp > tombstone.stamp else { return nil }
+            tombstones[newKey] = nil
+        }
+        var moved = entry
+        if var existing = entries[newKey] {
+            _ = existing.merge(entry)
+            moved = existing
+        }
+        entries[newKey] = moved
+        return moved
+    }
+
     private mutating func applyOrphans(_ key: String, now: WallMillis) -> [Action] {
         guard let waiting = orphans.removeValue(forKey: key) else { return [] }
+        orphanCount -= waiting.count
         var actions: [Action] = []
         for delta in waiting {
             actions.append(contentsOf: apply(key, delta, origin: .replicated, now: now, buffer: false))

@@ -18,6 +18,20 @@ struct MapEntry: ReplicatedEntry, Equatable {
 
         var deletes: Bool { value == nil }
         var renamedKey: String? { nil }
+
+        init(stamp: Stamp, value: ByteBuffer?, expiresAt: WallMillis?) {
+            self.stamp = stamp
+            self.value = value
+            self.expiresAt = expiresAt
+        }
+
+        /// Decodes a change; the stamp and the deadline are checked (see ``ReceivedTime``).
+        init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            stamp = try c.decode(Stamp.self, forKey: .stamp)
+            value = try c.decodeIfPresent(ByteBuffer.self, forKey: .value)
+            expiresAt = try ReceivedTime.optionalWall(c.decodeIfPresent(WallMillis.self, forKey: .expiresAt), "a map entry's deadline")
+        }
     }
 
     var value: ByteBuffer
@@ -26,6 +40,20 @@ struct MapEntry: ReplicatedEntry, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case value = "v", stamp = "s", expiresAt = "e"
+    }
+
+    init(value: ByteBuffer, stamp: Stamp, expiresAt: WallMillis?) {
+        self.value = value
+        self.stamp = stamp
+        self.expiresAt = expiresAt
+    }
+
+    /// Decodes an entry; the stamp and the deadline are checked (see ``ReceivedTime``).
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        value = try c.decode(ByteBuffer.self, forKey: .value)
+        stamp = try c.decode(Stamp.self, forKey: .stamp)
+        expiresAt = try ReceivedTime.optionalWall(c.decodeIfPresent(WallMillis.self, forKey: .expiresAt), "a map entry's deadline")
     }
 
     var version: UInt64 { stamp.counter }

@@ -74,7 +74,7 @@ extension PrimaryBackupReplicator {
             let reply = FetchReply(store: name, request: request, key: key, body: body, location: location)
             let report = try await channel.send(reply, to: .member(member), options: settings.controlOptions)
             return (action, report, body?.readableBytes ?? 0)
-        case .serveLocations, .becameReady, .event, .dropped:
+        case .serveLocations, .becameReady, .event, .dropped, .refused:
             return (action, nil, 0)
         }
     }

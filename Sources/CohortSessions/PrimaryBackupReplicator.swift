@@ -25,6 +25,8 @@ actor PrimaryBackupReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
     nonisolated let wall: WallClock
     nonisolated let logger: Logger
     nonisolated let observer: ReplicaObserver<Entry>
+    /// Counts and logs (rate-limited) what other members send that is refused.
+    nonisolated let input: ReplicaInputLog
     var state: PrimaryBackupState<Entry>
     private var readyWaiters: [CheckedContinuation<Void, any Error>] = []
     private var finished = false
@@ -42,6 +44,7 @@ actor PrimaryBackupReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
         self.wall = WallClock(clock: clock)
         self.logger = logger
         self.observer = observer
+        self.input = ReplicaInputLog(store: settings.name, logger: logger, clock: clock)
         self.state = PrimaryBackupState(
             local: channel.localMember.id,
             settings: .init(backups: settings.backups, settle: settings.settle.milliseconds, tombstoneRetention: settings.tombstoneRetention.milliseconds)
@@ -157,6 +160,7 @@ actor PrimaryBackupReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
                     entry = try codec.decodeValue(Entry.self, from: body, what: "fetched '\(key)'")
                 } catch {
                     observer.failure(.codec, 1, error)
+                    input.decodeFailed("FetchReply", from: channel.view.member(target) ?? channel.localMember, error)
                     return nil
                 }
             }
@@ -196,10 +200,10 @@ actor PrimaryBackupReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
     nonisolated func receive(_ message: any ReplicaMessage, from sender: Member) async throws {
         switch message {
         case let store as BackupStore:
-            let entry = try decode(Entry.self, store.body, "a copy of '\(store.key)' from \(sender.name)")
+            let entry = try decode(Entry.self, store.body, "a copy of '\(store.key)' from \(sender.name)", type: "BackupStore", from: sender)
             await apply { $0.onStore(store.key, entry: entry, location: store.location, now: $1) }
         case let update as BackupUpdate:
-            let delta = try decode(Entry.Delta.self, update.body, "a change of '\(update.key)' from \(sender.name)")
+            let delta = try decode(Entry.Delta.self, update.body, "a change of '\(update.key)' from \(sender.name)", type: "BackupUpdate", from: sender)
             await apply { $0.onUpdate(update.key, delta: delta, now: $1) }
         case let update as LocationUpdate:
             await apply { $0.onLocate(update.locations, now: $1) }
@@ -208,22 +212,22 @@ actor PrimaryBackupReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
         case let request as LocationsRequest:
             await apply { $0.onLocationsRequest(from: sender.id, request: request.request, now: $1) }
         case let batch as LocationsBatch:
-            await apply { $0.onLocationsBatch(from: sender.id, request: batch.request, locations: batch.locations, last: batch.last, now: $1) }
+            try await applyLocations(batch, from: sender.id)
         case let request as FetchRequest:
             await apply { $0.onFetchRequest(request.key, from: sender.id, request: request.request, take: request.takeOwnership, now: $1) }
         case let reply as FetchReply:
-            await fetchReplied(reply)
+            try await fetchReplied(reply, from: sender.id)
         default:
             throw CohortError(.internal, "store '\(settings.name)' keeps primaries and backups and does not take \(type(of: message)) messages; two nodes run different kinds of store under one name")
         }
     }
 
-    private nonisolated func decode<Value: Decodable>(_ type: Value.Type, _ body: ByteBuffer, _ what: String) throws -> Value {
+    private nonisolated func decode<Value: Decodable>(_ type: Value.Type, _ body: ByteBuffer, _ what: String, type message: String, from sender: Member) throws -> Value {
         do {
             return try codec.decodeValue(type, from: body, what: what)
         } catch {
             observer.failure(.codec, 1, error)
-            logger.warning("store \(settings.name): \(error)")
+            input.decodeFailed(message, from: sender, error)
             throw error
         }
     }
@@ -232,7 +236,30 @@ actor PrimaryBackupReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
         queue(perform(change(&state, wall.now)))
     }
 
-    private func fetchReplied(_ reply: FetchReply) {
+    /// Applies a locations batch this node asked for; throws (so the sender sees a failure) for
+    /// any other.
+    private func applyLocations(_ batch: LocationsBatch, from member: MemberID) throws {
+        let actions = state.onLocationsBatch(from: member, request: batch.request, locations: batch.locations, last: batch.last, now: wall.now)
+        queue(perform(actions))
+        for case .refused(let what) in actions {
+            throw CohortError(.unknownMember, "store '\(settings.name)' refused \(what)")
+        }
+    }
+
+    /// Hands a fetch reply to the fetch waiting for it — only when it comes from the member
+    /// that fetch asked: a reply from anyone else (or for no fetch) is refused and counted.
+    private func fetchReplied(_ reply: FetchReply, from sender: MemberID) throws {
+        let asked: MemberID?
+        switch fetches[reply.request] {
+        case .waiting(let target, _), .sent(let target): asked = target
+        default: asked = nil
+        }
+        guard let asked, asked == sender else {
+            let what = "a fetch reply (request \(reply.request)) from \(sender), which this node did not ask"
+            observer.failure(.refused, 1, CohortError(.unknownMember, what))
+            input.refused(what)
+            throw CohortError(.unknownMember, "store '\(settings.name)' refused \(what)")
+        }
         switch fetches[reply.request] {
         case .waiting(_, let continuation):
             fetches[reply.request] = nil
@@ -325,6 +352,9 @@ actor PrimaryBackupReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
             case .dropped(let lost, let orphans):
                 if lost > 0 { observer.failure(.lost, lost, CohortError(.notFound, "\(lost) key(s) lost: every holder left")) }
                 if orphans > 0 { observer.failure(.orphans, orphans, CohortError(.notFound, "\(orphans) change(s) for copies this node does not hold")) }
+            case .refused(let what):
+                observer.failure(.refused, 1, CohortError(.unknownMember, what))
+                input.refused(what)
             default:
                 sends.append(action)
             }

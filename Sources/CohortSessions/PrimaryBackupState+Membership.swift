@@ -27,6 +27,7 @@ extension PrimaryBackupState {
         let request = nextRequest
         nextRequest += 1
         if phase == .starting { awaiting[member] = request }
+        requested[member] = request
         return .requestLocations(to: member, request: request)
     }
 
@@ -56,12 +57,19 @@ extension PrimaryBackupState {
         return actions
     }
 
-    /// Locations a member owns.
+    /// Locations a member owns, in answer to this node's request. A batch this node did not ask
+    /// that member for (or after its last one) is refused.
     mutating func onLocationsBatch(from member: MemberID, request: UInt64, locations update: [String: Location], last: Bool, now: WallMillis) -> [Action] {
+        guard requested[member] == request else {
+            return [.refused("a locations batch (request \(request), \(update.count) locations) from \(member), which this node did not ask for it")]
+        }
         var actions = onLocate(update, now: now)
-        if last, awaiting[member] == request {
-            awaiting[member] = nil
-            actions.append(contentsOf: checkReady(now: now))
+        if last {
+            requested[member] = nil
+            if awaiting[member] == request {
+                awaiting[member] = nil
+                actions.append(contentsOf: checkReady(now: now))
+            }
         }
         return actions
     }
@@ -69,6 +77,7 @@ extension PrimaryBackupState {
     /// A location request could not be delivered (or the member does not run this store).
     mutating func onLocationsRequestFailed(to member: MemberID, request: UInt64, now: WallMillis) -> [Action] {
         if awaiting[member] == request { awaiting[member] = nil }
+        if requested[member] == request { requested[member] = nil }
         return checkReady(now: now)
     }
 
@@ -100,6 +109,7 @@ extension PrimaryBackupState {
         parked.removeAll { $0.member == id }
         incapable.remove(id)
         awaiting[id] = nil
+        requested[id] = nil
         var promoted: [String: Location] = [:]
         var lost = 0
         for (key, location) in locations where location.holders.contains(id) {

@@ -43,6 +43,9 @@ struct PrimaryBackupState<Entry: ReplicatedEntry>: Sendable {
         case event(ReplicaEvent<Entry>)
         /// Keys were lost (every holder left), or changes for unknown copies were dropped.
         case dropped(lost: Int, orphans: Int)
+        /// Input from another member was refused (locations it was not asked for); the text
+        /// says what and from whom.
+        case refused(String)
     }
 
     enum LocalError: Error, Equatable {
@@ -64,6 +67,8 @@ struct PrimaryBackupState<Entry: ReplicatedEntry>: Sendable {
     var startedAt: WallMillis?
     /// Location requests this node waits for while starting.
     var awaiting: [MemberID: UInt64] = [:]
+    /// Every location request in flight, by member: only their answers are applied.
+    var requested: [MemberID: UInt64] = [:]
     var parked: [(member: MemberID, request: UInt64)] = []
     var nextRequest: UInt64 = 1
     /// Members that refused a copy (they do not run this store).
@@ -109,12 +114,12 @@ struct PrimaryBackupState<Entry: ReplicatedEntry>: Sendable {
 
     func nextEntryStamp(for key: String) -> Stamp {
         let seen = max(copies[key]?.version ?? 0, locations[key]?.stamp.counter ?? 0, tombstones[key]?.stamp.counter ?? 0)
-        return Stamp(counter: seen + 1, origin: origin)
+        return Stamp.after(seen, origin: origin)
     }
 
     func nextLocationStamp(for key: String) -> Stamp {
         let seen = max(locations[key]?.stamp.counter ?? 0, tombstones[key]?.stamp.counter ?? 0)
-        return Stamp(counter: seen + 1, origin: origin)
+        return Stamp.after(seen, origin: origin)
     }
 
     /// The backups a key should have: the live ones it has, topped up by rendezvous rank.
@@ -184,7 +189,7 @@ struct PrimaryBackupState<Entry: ReplicatedEntry>: Sendable {
 
     /// Forgets a key here; returns the removal stamp and the copy.
     mutating func remove(_ key: String, now: WallMillis) -> (stamp: Stamp, entry: Entry?) {
-        let stamp = Stamp(counter: (locations[key]?.stamp.counter ?? 0) + 1, origin: origin)
+        let stamp = Stamp.after(locations[key]?.stamp.counter ?? 0, origin: origin)
         setLocation(key, nil)
         let entry = copies.removeValue(forKey: key)
         tombstones[key] = Tombstone(stamp: max(stamp, tombstones[key]?.stamp ?? .zero), removedAt: now)
@@ -228,7 +233,12 @@ struct PrimaryBackupState<Entry: ReplicatedEntry>: Sendable {
                 copies[newKey] = copy
                 if let location = locations[key] {
                     setLocation(key, nil)
-                    if locations[newKey] == nil { setLocation(newKey, location) }
+                    // A removal of the new key that is not older than the location wins, as in
+                    // onLocate: a key never has both a location and a tombstone.
+                    if locations[newKey] == nil, tombstones[newKey].map({ location.stamp > $0.stamp }) ?? true {
+                        tombstones[newKey] = nil
+                        setLocation(newKey, location)
+                    }
                 }
                 actions.append(.event(.renamed(from: key, to: newKey, entry: copy, origin: .replicated)))
             } else {

@@ -82,6 +82,36 @@ struct Location: Codable, Sendable, Equatable, CustomStringConvertible {
     /// Every node holding a copy, owner first.
     var holders: [MemberID] { [owner] + backups }
     var description: String { "owner \(owner) backups \(backups) \(stamp)" }
+
+    /// The most backups a location read from another node may name (far above any
+    /// configuration: a store keeps a handful).
+    static let maxBackups = 64
+
+    init(owner: MemberID, backups: [MemberID], stamp: Stamp) {
+        self.owner = owner
+        self.backups = backups
+        self.stamp = stamp
+    }
+
+    /// Decodes a location: at most ``maxBackups`` backups, none twice, the owner not among them.
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        owner = try c.decode(MemberID.self, forKey: .owner)
+        var list = try c.nestedUnkeyedContainer(forKey: .backups)
+        if let count = list.count, count > Self.maxBackups {
+            throw DecodingError.dataCorruptedError(forKey: .backups, in: c, debugDescription: "a location names \(count) backups, more than \(Self.maxBackups)")
+        }
+        var backups: [MemberID] = []
+        while !list.isAtEnd {
+            let backup = try list.decode(MemberID.self)
+            guard backups.count < Self.maxBackups, backup != owner, !backups.contains(backup) else {
+                throw DecodingError.dataCorruptedError(forKey: .backups, in: c, debugDescription: "a location names more than \(Self.maxBackups) backups, its owner as a backup, or a backup twice")
+            }
+            backups.append(backup)
+        }
+        self.backups = backups
+        stamp = try c.decode(Stamp.self, forKey: .stamp)
+    }
 }
 
 /// A full copy of an entry for a node that holds (or is about to hold) a copy.
@@ -162,3 +192,13 @@ struct FetchReply: ReplicaMessage {
 }
 
 extension RemovalReason: Codable {}
+
+/// Every message type of the replicated stores, as the replication router registers them (the
+/// fuzz targets decode each of them; a test checks the list against the router).
+enum ReplicationMessages {
+    static let all: [any ReplicaMessage.Type] = [
+        ReplicaUpdate.self, ReplicaTransferRequest.self, ReplicaTransferBatch.self,
+        BackupStore.self, BackupUpdate.self, LocationUpdate.self, LocationRemoval.self,
+        LocationsRequest.self, LocationsBatch.self, FetchRequest.self, FetchReply.self,
+    ]
+}

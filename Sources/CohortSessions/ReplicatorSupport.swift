@@ -88,6 +88,9 @@ enum ReplicaFailure: String, Sendable {
     case transfer
     /// Keys were lost: every node holding a copy left.
     case lost
+    /// A message from another member was refused (a transfer batch or a fetch reply this node
+    /// did not ask that member for).
+    case refused
 }
 
 extension AllCopiesState.Settings {

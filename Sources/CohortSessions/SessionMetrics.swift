@@ -23,6 +23,9 @@ public struct SessionStatistics: Sendable, Equatable {
     public var droppedChanges = 0
     /// Sessions lost because every node holding a copy left (backup manager).
     public var lost = 0
+    /// Messages from other members refused: transfer batches or fetch replies this node did
+    /// not ask that member for.
+    public var refusedMessages = 0
     /// Sessions received by state transfer when the node started.
     public var transferredSessions = 0
     /// How long the start-up state transfer took (nil until ready).
@@ -42,6 +45,7 @@ final class SessionMetrics: Sendable {
     let codecFailures: Counter
     let droppedChanges: Counter
     let lost: Counter
+    let refused: Counter
     private let counts = Mutex(SessionStatistics())
 
     init(manager: String, node: String, factory: (any MetricsFactory)?) {
@@ -57,6 +61,7 @@ final class SessionMetrics: Sendable {
         codecFailures = Counter(label: "cohort.sessions.codec_failures", dimensions: dimensions, factory: factory)
         droppedChanges = Counter(label: "cohort.sessions.dropped_changes", dimensions: dimensions, factory: factory)
         lost = Counter(label: "cohort.sessions.lost", dimensions: dimensions, factory: factory)
+        refused = Counter(label: "cohort.sessions.refused_messages", dimensions: dimensions, factory: factory)
     }
 
     var statistics: SessionStatistics { counts.withLock { $0 } }
@@ -123,6 +128,9 @@ final class SessionMetrics: Sendable {
         case .lost:
             counts.withLock { $0.lost += count }
             lost.increment(by: count)
+        case .refused:
+            counts.withLock { $0.refusedMessages += count }
+            refused.increment(by: count)
         }
     }
 }

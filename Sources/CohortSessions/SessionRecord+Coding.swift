@@ -18,8 +18,31 @@ extension UnkeyedEncodingContainer {
 }
 
 extension UnkeyedDecodingContainer {
+    /// A stamp, refused when its counter is out of range (see ``Stamp/maxCounter``).
     mutating func decodeStamp() throws -> Stamp {
-        Stamp(counter: try decode(UInt64.self), origin: try decode(UInt64.self))
+        try Stamp.received(counter: try decode(UInt64.self), origin: try decode(UInt64.self))
+    }
+
+    /// A wall time, refused when it is not a plausible time (see ``ReceivedTime``).
+    mutating func decodeWall(_ what: @autoclosure () -> String) throws -> WallMillis {
+        try ReceivedTime.wall(try decode(WallMillis.self), what())
+    }
+
+    /// A count of items of `valuesPerItem` values each that follow in this container: refused
+    /// when negative, or when the values left cannot hold that many items. A count read from
+    /// the input never sizes an allocation before it is checked against what is really there.
+    mutating func decodeCount(of what: String, valuesPerItem: Int) throws -> Int {
+        let count = try decode(Int.self)
+        guard count >= 0 else {
+            throw DecodingError.dataCorruptedError(in: self, debugDescription: "negative count of \(what) (\(count))")
+        }
+        if let total = self.count {
+            let left = max(0, total - currentIndex)
+            guard count <= left / max(1, valuesPerItem) else {
+                throw DecodingError.dataCorruptedError(in: self, debugDescription: "\(count) \(what) announced, but only \(left) values follow")
+            }
+        }
+        return count
     }
 
     mutating func decodeOptional<T: Decodable>(_ type: T.Type) throws -> T? {
@@ -41,16 +64,22 @@ extension SessionRecord {
         var c = try decoder.unkeyedContainer()
         try c.checkFormat(Self.format, of: "session record")
         id = try c.decode(String.self)
-        creationTime = try c.decode(WallMillis.self)
-        lastAccessedTime = try c.decode(WallMillis.self)
+        creationTime = try c.decodeWall("a session's creation time")
+        lastAccessedTime = try c.decodeWall("a session's last access time")
         version = try c.decode(UInt64.self)
+        guard version <= Stamp.maxCounter else {
+            throw DecodingError.dataCorruptedError(in: c, debugDescription: "session version \(version) is above the highest stamp counter")
+        }
         latestStamp = try c.decodeStamp()
+        // Any idle limit is valid (0 or less: never); the deadline saturates.
         maxInactive = Stamped(value: try c.decode(Int64.self), stamp: try c.decodeStamp())
-        absoluteExpiry = Stamped(value: try c.decodeOptional(WallMillis.self), stamp: try c.decodeStamp())
+        absoluteExpiry = Stamped(value: try ReceivedTime.optionalWall(c.decodeOptional(WallMillis.self), "a session's absolute expiry"), stamp: try c.decodeStamp())
         principal = Stamped(value: try c.decodeOptional(String.self), stamp: try c.decodeStamp())
-        let count = try c.decode(Int.self)
-        guard count >= 0 else { throw DecodingError.dataCorruptedError(in: c, debugDescription: "negative attribute count") }
-        attributes = Dictionary(minimumCapacity: count)
+        // Each attribute is four values: name, value (or nil), stamp counter, stamp origin.
+        let count = try c.decodeCount(of: "attributes", valuesPerItem: 4)
+        // Reserved up to a small bound only: the count is checked against the values present, but
+        // a dictionary slot costs more than the value's bytes.
+        attributes = Dictionary(minimumCapacity: min(count, 1024))
         for _ in 0..<count {
             let name = try c.decode(String.self)
             let value = try c.decodeOptional(ByteBuffer.self)
@@ -102,16 +131,18 @@ extension SessionDelta {
         sessionID = try c.decode(String.self)
         stamp = try c.decodeStamp()
         let fields = Fields(rawValue: try c.decode(UInt8.self))
-        creation = fields.contains(.creation) ? Creation(creationTime: try c.decode(WallMillis.self)) : nil
-        lastAccessedTime = fields.contains(.access) ? try c.decode(WallMillis.self) : nil
+        creation = fields.contains(.creation) ? Creation(creationTime: try c.decodeWall("a session's creation time")) : nil
+        lastAccessedTime = fields.contains(.access) ? try c.decodeWall("a session's access time") : nil
         maxInactive = fields.contains(.maxInactive) ? try c.decode(Int64.self) : nil
-        absoluteExpiry = fields.contains(.absoluteExpiry) ? Change(value: try c.decodeOptional(WallMillis.self)) : nil
+        absoluteExpiry = fields.contains(.absoluteExpiry)
+            ? Change(value: try ReceivedTime.optionalWall(c.decodeOptional(WallMillis.self), "a session's absolute expiry")) : nil
         principal = fields.contains(.principal) ? Change(value: try c.decodeOptional(String.self)) : nil
         invalidated = fields.contains(.invalidated)
         newID = fields.contains(.newID) ? try c.decode(String.self) : nil
-        let count = c.isAtEnd ? 0 : try c.decode(Int.self)
-        attributes = Dictionary(minimumCapacity: max(0, count))
-        for _ in 0..<max(0, count) {
+        // Each attribute is two values: name, value (or nil).
+        let count = c.isAtEnd ? 0 : try c.decodeCount(of: "attributes", valuesPerItem: 2)
+        attributes = Dictionary(minimumCapacity: min(count, 1024))
+        for _ in 0..<count {
             let name = try c.decode(String.self)
             attributes[name] = .some(try c.decodeOptional(ByteBuffer.self))
         }

@@ -19,10 +19,10 @@ struct SessionRecord: ReplicatedEntry, Equatable {
     var latestStamp: Stamp
 
     /// When the session expires: idle limit after the last access, or the absolute deadline,
-    /// whichever comes first.
+    /// whichever comes first. The sum saturates: an idle limit too large to add is "never".
     var deadline: WallMillis? {
         var result: WallMillis?
-        if maxInactive.value > 0 { result = lastAccessedTime + maxInactive.value }
+        if maxInactive.value > 0 { result = lastAccessedTime.addingSaturated(maxInactive.value) }
         if let absolute = absoluteExpiry.value { result = min(result ?? absolute, absolute) }
         return result
     }

@@ -49,7 +49,9 @@ struct BinaryKeyedDecoder<Key: CodingKey>: KeyedDecodingContainerProtocol {
         var (count, position) = try reader.count(of: tag, at: index)
         let hashed = count > Self.linearSearchLimit
         var table: [BinaryKey: Int] = [:]
-        entries.reserveCapacity(count)
+        // The count is checked against the bytes left, but an index entry is larger than the two
+        // bytes an entry takes at least: reserve for small maps only and let large ones grow.
+        entries.reserveCapacity(min(count, Self.linearSearchLimit * 4))
         while count > 0 {
             let (key, valueIndex) = try reader.rawKey(at: position)
             if case .string(let start, let length) = key, !reader.isValidUTF8(at: start, length: length) {

@@ -66,11 +66,12 @@ public struct KubernetesPodList: Sendable, Equatable, Decodable {
             status?.conditions?.contains { $0.type == "Ready" && $0.status == "True" } ?? false
         }
 
-        /// The number of the first TCP container port with a name, across all containers.
+        /// The number of the first TCP container port with a name, across all containers; a
+        /// number outside 1…65535 (which the API server never returns) does not count.
         public func containerPort(named name: String) -> Int? {
             for container in spec?.containers ?? [] {
                 for port in container.ports ?? [] where port.name == name && (port.protocol ?? "TCP") == "TCP" {
-                    if let number = port.containerPort { return number }
+                    if let number = port.containerPort, (1...65535).contains(number) { return number }
                 }
             }
             return nil

@@ -1,0 +1,1 @@
+../../../Plugins/CohortDiscoveryKubernetes/Sources/KubernetesPodList.swift

@@ -1,0 +1,1 @@
+../../../Plugins/CohortDiscoveryMulticast/Sources/MulticastDatagram.swift

@@ -1,0 +1,1 @@
+../../../Sources/CohortSessions/PrimaryBackupState+Membership.swift

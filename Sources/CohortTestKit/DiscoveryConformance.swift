@@ -90,7 +90,7 @@ public enum DiscoveryConformance {
             throw failure("stops when cancelled", "run(local:report:) was still running \(stopWithin) after its task was cancelled")
         }
 
-        let left = await withDeadline(stopWithin) { await provider.leave(local: local) }
+        let left = await raceDeadline(stopWithin) { await provider.leave(local: local) }
         if case .timedOut = left {
             throw failure("leave returns", "leave(local:) did not return within \(stopWithin)")
         }

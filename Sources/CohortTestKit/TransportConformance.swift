@@ -174,7 +174,7 @@ public enum TransportConformance {
 
         /// Runs `body`, failing the check if it does not finish within the timeout.
         func step<T: Sendable>(_ check: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-            switch await withDeadline(timeout, body) {
+            switch await raceDeadline(timeout, body) {
             case .finished(let value): return value
             case .threw(let error): throw failure(check, "threw \(error)")
             case .timedOut: throw failure(check, "did not finish within \(timeout)")
@@ -468,7 +468,7 @@ enum DeadlineOutcome<T: Sendable>: Sendable {
 /// Runs `body` in its own task and returns when it finishes or when `timeout` passes, whichever
 /// comes first. A body that ignores cancellation cannot hold the caller past the deadline (it is
 /// cancelled and left to finish on its own).
-func withDeadline<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async -> DeadlineOutcome<T> {
+func raceDeadline<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async -> DeadlineOutcome<T> {
     let gate = DeadlineGate<T>()
     return await withCheckedContinuation { (continuation: CheckedContinuation<DeadlineOutcome<T>, Never>) in
         gate.install(continuation)

@@ -73,34 +73,55 @@ struct ManualClockTests {
         #expect(!sleeper.hasWoken)
     }
 
+    /// Starts `count` tasks that each sleep an hour on `clock` (cancelling themselves first when
+    /// `cancelFirst`), and a stream that yields, as each sleep ends, whether it ended with
+    /// `CancellationError`. Waiting on the stream (not on the tasks) keeps a stranded sleeper from
+    /// hanging the test: the wait is bounded by ``withDeadline(_:_:_:)``.
+    static func sleeps(_ count: Int, on clock: ManualClock, cancelFirst: Bool = false) -> (outcomes: AsyncStream<Bool>, tasks: [Task<Void, Never>]) {
+        let (outcomes, outcome) = AsyncStream.makeStream(of: Bool.self)
+        let tasks = (0..<count).map { _ in
+            Task {
+                if cancelFirst { withUnsafeCurrentTask { $0?.cancel() } }
+                do {
+                    try await clock.sleep(for: .seconds(3600))
+                    outcome.yield(false)
+                } catch {
+                    outcome.yield(error is CancellationError)
+                }
+            }
+        }
+        return (outcomes, tasks)
+    }
+
+    /// Counts the sleeps that ended with `CancellationError`, until `count` did (or the deadline).
+    static func cancelled(_ outcomes: AsyncStream<Bool>, count: Int) async throws -> Int {
+        try await withDeadline(.seconds(30), "\(count) cancelled sleep(s) to return") {
+            var ended = 0
+            for await cancelled in outcomes where cancelled {
+                ended += 1
+                if ended == count { break }
+            }
+            return ended
+        }
+    }
+
     /// The race the old clock lost: a task cancelled before its sleep registered ran the
     /// cancellation handler first (nothing to wake), then registered and slept for ever.
     @Test func aTaskCancelledBeforeItSleepsIsNotStranded() async throws {
         let clock = ManualClock()
-        let task = Task {
-            withUnsafeCurrentTask { $0?.cancel() }
-            try await clock.sleep(for: .seconds(10))
-        }
-        try await withDeadline(.seconds(30), "the cancelled sleep to return") {
-            await #expect(throws: CancellationError.self) { try await task.value }
-        }
+        let (outcomes, _) = Self.sleeps(1, on: clock, cancelFirst: true)
+        #expect(try await Self.cancelled(outcomes, count: 1) == 1)
         #expect(clock.sleeperCount == 0)
     }
 
     /// Cancellation racing registration, many times over: every sleep ends, none is left behind.
     @Test func cancellationRacingRegistrationNeverStrandsASleeper() async throws {
         let clock = ManualClock()
-        try await withDeadline(.seconds(30), "every cancelled sleep to return") {
-            for _ in 0..<200 {
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    for _ in 0..<8 {
-                        group.addTask { try? await clock.sleep(for: .seconds(3600)) }
-                    }
-                    group.cancelAll()
-                    try await group.waitForAll()
-                }
-            }
-        }
+        let count = 1_000
+        let (outcomes, tasks) = Self.sleeps(count, on: clock)
+        // Cancelled while they start: before, while or after each registers its sleep.
+        for task in tasks { task.cancel() }
+        #expect(try await Self.cancelled(outcomes, count: count) == count)
         #expect(clock.sleeperCount == 0)
     }
 

@@ -210,9 +210,10 @@ enum RawMulticast {
         let options = channel as! any SocketOptionProvider
         try await options.setIPMulticastTTL(0).get()
         try await options.setIPMulticastLoop(1).get()
-        var address = in_addr()
-        inet_pton(AF_INET, "127.0.0.1", &address)
-        try await options.setIPMulticastIF(address).get()
+        guard let loopback = inAddress(of: try SocketAddress(ipAddress: "127.0.0.1", port: 0)) else {
+            throw CohortError(.internal, "127.0.0.1 is not an IPv4 address")
+        }
+        try await options.setIPMulticastIF(loopback).get()
         return channel
     }
 }

@@ -83,7 +83,8 @@ public enum TransportConformance {
     ///   - maxFrameSize: the ``CohortCore/TransportSettings/maxFrameSize`` the transports are made
     ///     with; nil skips the frame-cap check (only for test doubles that have no cap — a
     ///     transport shipped as a plugin must enforce it).
-    ///   - timeout: the longest any one step may take.
+    ///   - timeout: the longest any one step may take (generous by default: it bounds a hang on a
+    ///     busy machine, it does not measure speed).
     ///   - makeMember: makes the local member of the transport with an index (0, 1, 2); the
     ///     default listens on `127.0.0.1` port 0.
     ///   - makeTransport: makes a new, unstarted transport; called three times.
@@ -91,7 +92,7 @@ public enum TransportConformance {
     public static func run(
         name: String,
         maxFrameSize: Int?,
-        timeout: Duration = .seconds(10),
+        timeout: Duration = .seconds(30),
         makeMember: (Int) -> Member = TransportConformance.localMember,
         makeTransport: () throws -> any Transport
     ) async throws {

@@ -70,16 +70,23 @@ enum Scenarios {
         #expect(!nodes[0].has("member-left p3"))
     }
 
-    /// A live but stopped (CPU-starved) node, frozen for less than missingAfter + probe time, is
-    /// not removed: a suspicion, if any, ends with the probe answered after SIGCONT.
+    /// A live but stopped (CPU-starved) node, frozen for longer than `missingAfter` but less than
+    /// the whole verification, is not removed: the suspicion ends with a probe answered after
+    /// SIGCONT.
+    ///
+    /// The nodes run with a patient failure detector (missing after 2 s, probes of 3 s): the
+    /// freeze stays past `missingAfter`, and the woken node has seconds, not the defaults' 1 s,
+    /// to answer — a busy machine must not turn "answers late" into "never answered".
     static func starvedNodeIsKept(_ net: ScenarioNetwork) async throws {
-        let (nodes, _) = try await startCluster(net)
+        let patient = ["COHORT_MISSING_AFTER_MS": "2000", "COHORT_PROBE_TIMEOUT_MS": "3000"]
+        let verification = Duration.milliseconds(2000 + 3000 + 200 + 3000)
+        let (nodes, _) = try await startCluster(net, environment: patient)
         nodes[2].signal(SIGSTOP)
         // The starvation itself is the point of the test, not a wait for a condition.
-        try await Task.sleep(for: .milliseconds(1200))
+        try await Task.sleep(for: .milliseconds(2500))
         nodes[2].signal(SIGCONT)
         // Any removal would come within the verification budget; poll for it until then.
-        let removed = await eventually(timeout: ScenarioNetwork.verification + .seconds(1)) {
+        let removed = await eventually(timeout: verification + .seconds(1)) {
             nodes.contains { $0.has("member-removed") }
         }
         #expect(!removed, "a live node was removed:\n\(net.transcripts)")

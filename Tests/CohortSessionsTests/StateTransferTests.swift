@@ -182,7 +182,9 @@ struct StateTransferTests {
             try await cluster.waitUntilReady(joiner)
             let elapsed = ContinuousClock.now - started
             #expect(await cluster[joiner].sessionIDs().count == 10_000)
-            print("[measured] delta manager state transfer of 10,000 sessions of 1 KiB in memory (debug build): ready after \(elapsed), transfer \(cluster[joiner].statistics.transferTime.map { "\($0)" } ?? "-")")
+            // For the record only (timings belong to Benchmarks/); the manager's own transfer
+            // time is on the cluster's manual clock, which did not move.
+            print("[measured] delta manager state transfer of 10,000 sessions of 1 KiB in memory (debug build): ready after \(elapsed)")
         }
     }
 }

@@ -83,6 +83,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        // Tests only: docs/hummingbird.md's hummingbird-auth example is compiled and run by a test.
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
@@ -147,7 +149,10 @@ let package = Package(
         ),
         .testTarget(
             name: "CohortHummingbirdTests",
-            dependencies: ["CohortHummingbird", "CohortSessions", "Cohort", "CohortCore", "CohortTestKit", "CohortCodecBinary", "CohortDiscoveryStatic", "CohortTransportTCP", hummingbird, nioCore, nioConcurrencyHelpers, logging, serviceLifecycle],
+            dependencies: [
+                "CohortHummingbird", "CohortSessions", "Cohort", "CohortCore", "CohortTestKit", "CohortCodecBinary", "CohortDiscoveryStatic", "CohortTransportTCP",
+                hummingbird, .product(name: "HummingbirdAuth", package: "hummingbird-auth"), nioCore, nioConcurrencyHelpers, logging, serviceLifecycle,
+            ],
             swiftSettings: hummingbirdSwiftSettings
         ),
         .testTarget(

@@ -30,7 +30,10 @@ public protocol Interceptor: Sendable {
     func receive(_ message: InboundMessage, next: InterceptorNext) async -> DeliveryResult
     /// Membership signals flow upwards through the stages; call `next.membership` to pass one on.
     func membership(_ signal: MembershipSignal, next: InterceptorNext)
-    /// Verdicts (events) flow upwards too; a stage that judged a signal emits through `next.publish`.
+    /// Background work (timers, probes), run by the channel as a child task until the channel
+    /// stops. Verdicts (events) flow upwards too: a stage that judged a signal emits them through
+    /// ``InterceptorContext/publish`` of the `context` given here (``InterceptorNext`` carries
+    /// signals, not verdicts).
     func run(context: InterceptorContext) async throws
 }
 

@@ -14,6 +14,9 @@ import ServiceLifecycle
 /// ready (``isReady``, `GET /ready`) until the session state transfer is done. On graceful
 /// shutdown (SIGTERM) it reports not-ready, stops the session manager (which hands off what it
 /// alone holds), then leaves the group — all within ``gracePeriod``.
+///
+/// Times (``started``, ``memberSince(_:)``, the grace period) come from the session manager's
+/// clock (``SessionManagerConfiguration/clock``).
 public final class ClusterNode: Service, Sendable {
     /// The group channel.
     public let channel: GroupChannel
@@ -21,13 +24,15 @@ public final class ClusterNode: Service, Sendable {
     public let sessions: SessionManager
     /// The longest the graceful hand-off may take before the node leaves anyway.
     public let gracePeriod: Duration
-    private let state = NIOLockedValueBox(State())
+    private let state: NIOLockedValueBox<State>
 
     struct State {
         var ready = false
         var stopping = false
         var since: [MemberID: Date] = [:]
-        var started = Date()
+        var started: Date
+        var readyWaiters: [CheckedContinuation<Void, any Error>] = []
+        var finished = false
     }
 
     /// The kinds of session manager.
@@ -43,6 +48,7 @@ public final class ClusterNode: Service, Sendable {
         self.channel = channel
         self.sessions = sessions
         self.gracePeriod = gracePeriod
+        self.state = NIOLockedValueBox(State(started: sessions.now))
     }
 
     /// Creates a node from configuration, resolving plugins by id.
@@ -75,7 +81,43 @@ public final class ClusterNode: Service, Sendable {
     /// When this node started.
     public var started: Date { state.withLockedValue { $0.started } }
 
+    /// Returns once the session state transfer is done (the first half of ``isReady``; quorum
+    /// is the channel's: see `GroupChannel.isInQuorum`).
+    ///
+    /// - Throws: ``CohortError/Code/notRunning`` when the node stops first.
+    public func waitUntilReady() async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let outcome: Result<Void, any Error>? = state.withLockedValue { state in
+                if state.ready { return .success(()) }
+                if state.finished { return .failure(CohortError(.notRunning, "node \(channel.configuration.name) stopped before it was ready")) }
+                state.readyWaiters.append(continuation)
+                return nil
+            }
+            if let outcome { continuation.resume(with: outcome) }
+        }
+    }
+
+    private func markReady() {
+        let waiters = state.withLockedValue { state in
+            state.ready = true
+            defer { state.readyWaiters.removeAll() }
+            return state.readyWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    private func markFinished() {
+        let waiters = state.withLockedValue { state in
+            state.finished = true
+            defer { state.readyWaiters.removeAll() }
+            return state.readyWaiters
+        }
+        let error = CohortError(.notRunning, "node \(channel.configuration.name) stopped before it was ready")
+        for waiter in waiters { waiter.resume(throwing: error) }
+    }
+
     public func run() async throws {
+        defer { markFinished() }
         let events = channel.membershipEvents()
         let (managerDone, managerDoneInput) = AsyncStream.makeStream(of: Void.self)
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -90,7 +132,7 @@ public final class ClusterNode: Service, Sendable {
             }
             group.addTask {
                 try await self.sessions.waitUntilReady()
-                self.state.withLockedValue { $0.ready = true }
+                self.markReady()
             }
             // Serve until the service group shuts down (SIGTERM) or cancels.
             do {
@@ -101,7 +143,7 @@ public final class ClusterNode: Service, Sendable {
             self.state.withLockedValue { $0.stopping = true }
             channel.logger.info("\(channel.localMember.name): stopping; handing off sessions")
             sessions.shutdown()
-            await Self.waitAtMost(gracePeriod) { for await _ in managerDone {} }
+            await Self.waitAtMost(gracePeriod, on: sessions.configuration.clock) { for await _ in managerDone {} }
             channel.shutdown()
             try await group.waitForAll()
         }
@@ -110,17 +152,17 @@ public final class ClusterNode: Service, Sendable {
     private func record(_ event: MembershipEvent) {
         state.withLockedValue { state in
             switch event {
-            case .added(let member): state.since[member.id] = Date()
+            case .added(let member): state.since[member.id] = sessions.now
             case .removed(let member), .left(let member): state.since.removeValue(forKey: member.id)
             default: break
             }
         }
     }
 
-    static func waitAtMost(_ limit: Duration, _ body: @escaping @Sendable () async -> Void) async {
+    static func waitAtMost(_ limit: Duration, on clock: any CohortClock, _ body: @escaping @Sendable () async -> Void) async {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await body() }
-            group.addTask { try? await Task.sleep(for: limit) }
+            group.addTask { try? await clock.sleep(for: limit) }
             await group.next()
             group.cancelAll()
         }

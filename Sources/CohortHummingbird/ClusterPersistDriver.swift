@@ -16,7 +16,8 @@ import ServiceLifecycle
 /// Semantics match Hummingbird's `MemoryPersistDriver`: `create` on an existing key throws
 /// `PersistError.duplicate`; `set` with `expires == nil` keeps the key's existing expiry;
 /// `get` returns nil for a missing or expired key and throws `PersistError.invalidConversion` for
-/// a value of another type. Expiry is stored as an absolute deadline so every replica agrees.
+/// a value of another type. Expiry is stored as an absolute deadline so every replica agrees,
+/// measured on the manager's clock (``SessionManagerConfiguration/clock``).
 /// Cluster failures (a replication that times out, a node that is not ready) are thrown as
 /// ``ClusterPersistError`` — never turned into "no session".
 public struct ClusterPersistDriver: PersistDriver {
@@ -29,11 +30,11 @@ public struct ClusterPersistDriver: PersistDriver {
     }
 
     public func create<Object: Codable & Sendable>(key: String, value: Object, expires: Duration?) async throws {
-        try await mapped { try await manager.create(key: key, value: value, expiresAt: expires.map(Self.deadline)) }
+        try await mapped { try await manager.create(key: key, value: value, expiresAt: expires.map(deadline)) }
     }
 
     public func set<Object: Codable & Sendable>(key: String, value: Object, expires: Duration?) async throws {
-        try await mapped { try await manager.set(key: key, value: value, expiresAt: expires.map(Self.deadline)) }
+        try await mapped { try await manager.set(key: key, value: value, expiresAt: expires.map(deadline)) }
     }
 
     public func get<Object: Codable & Sendable>(key: String, as type: Object.Type) async throws -> Object? {
@@ -56,9 +57,10 @@ public struct ClusterPersistDriver: PersistDriver {
         try? await gracefulShutdown()
     }
 
-    static func deadline(_ duration: Duration) -> Date {
+    /// The deadline `duration` from now, on the manager's clock.
+    func deadline(_ duration: Duration) -> Date {
         let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-        return Date().addingTimeInterval(seconds)
+        return manager.now.addingTimeInterval(seconds)
     }
 
     private func mapped<T>(_ body: () async throws -> T) async throws -> T {

@@ -125,7 +125,7 @@ public struct ClusterSessionMiddleware<Context: ClusterSessionRequestContext>: R
             return response
         }
         let idle = Self.seconds(session.maxInactiveInterval)
-        let refreshDue = idle > 0 && Date().timeIntervalSince(session.lastAccessedTime) > idle / 2
+        let refreshDue = idle > 0 && manager.now.timeIntervalSince(session.lastAccessedTime) > idle / 2
         if session.isNew || session.hasChanges || refreshDue {
             do {
                 _ = try await manager.commit(session)

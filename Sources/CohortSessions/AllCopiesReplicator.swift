@@ -25,8 +25,9 @@ actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
     private var state: AllCopiesState<Entry>
     private var readyWaiters: [CheckedContinuation<Void, any Error>] = []
     private var finished = false
-    private var runStarted = ContinuousClock.now
+    private var runStarted: ContinuousClock.Instant
     private var settleTicked = false
+    private var jobCount = JobCount()
     nonisolated private let jobs: AsyncStream<Job>
     nonisolated private let jobInput: AsyncStream<Job>.Continuation
 
@@ -35,6 +36,7 @@ actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
         self.channel = channel
         self.codec = codec
         self.wall = WallClock(clock: clock)
+        self.runStarted = clock.now
         self.logger = logger
         self.observer = observer
         self.input = ReplicaInputLog(store: settings.name, logger: logger, clock: clock)
@@ -46,7 +48,7 @@ actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
 
     /// Runs until ``shutdown()`` or graceful shutdown of the service group.
     func run() async throws {
-        runStarted = ContinuousClock.now
+        runStarted = wall.clock.now
         let router = try ReplicationRouter.router(for: channel)
         let events = channel.membershipEvents()
         try router.register(settings.name, self)
@@ -64,7 +66,10 @@ actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
                     }
                 }
                 for await job in jobs {
-                    group.addTask { await self.perform(job) }
+                    group.addTask {
+                        await self.perform(job)
+                        await self.jobFinished()
+                    }
                 }
                 group.cancelAll()
             }
@@ -77,6 +82,7 @@ actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
         for waiter in waiters {
             waiter.resume(throwing: CohortError(.notRunning, "store '\(settings.name)' stopped before it was ready"))
         }
+        for waiter in jobCount.drain() { waiter.resume() }
     }
 
     /// Stops ``run()``.
@@ -90,6 +96,21 @@ actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
     }
 
     var isReady: Bool { state.isReady }
+
+    /// Returns once no state transfer this node serves or requests is queued or under way
+    /// (or the store stopped).
+    ///
+    /// - Returns: whether anything was pending (false: it was idle already).
+    @discardableResult
+    func waitUntilIdle() async -> Bool {
+        if jobCount.pending == 0 || finished { return false }
+        await withCheckedContinuation { jobCount.wait($0) }
+        return true
+    }
+
+    private func jobFinished() {
+        for waiter in jobCount.finished() { waiter.resume() }
+    }
 
     // MARK: - reads
 
@@ -126,9 +147,9 @@ actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
             perform(actions)
         }
         guard !channel.view.members.isEmpty else { return ReplicationReport() }
-        let started = ContinuousClock.now
+        let started = wall.clock.now
         let report = try await channel.send(ReplicaUpdate(store: settings.name, key: key, body: body), to: .all, options: settings.sendOptions)
-        observer.replicated(body.readableBytes * report.succeeded.count, ContinuousClock.now - started)
+        observer.replicated(body.readableBytes * report.succeeded.count, wall.clock.now - started)
         return ReplicationReport(send: report)
     }
 
@@ -219,11 +240,11 @@ actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
             case .event(let event):
                 events.append(event)
             case .requestTransfer(let member, let request):
-                jobInput.yield(.request(to: member, request: request))
+                enqueue(.request(to: member, request: request))
             case .serveTransfer(let member, let request, let snapshot, let ready):
-                jobInput.yield(.serve(to: member, request: request, snapshot: snapshot, sourceReady: ready))
+                enqueue(.serve(to: member, request: request, snapshot: snapshot, sourceReady: ready))
             case .becameReady(let transferred, _):
-                let elapsed = ContinuousClock.now - runStarted
+                let elapsed = wall.clock.now - runStarted
                 logger.debug("store \(settings.name) ready: \(transferred) entries transferred, \(elapsed) after start")
                 observer.ready(transferred, elapsed)
                 let waiters = readyWaiters
@@ -237,6 +258,10 @@ actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
             }
         }
         if !events.isEmpty { observer.events(events) }
+    }
+
+    private func enqueue(_ job: Job) {
+        if case .enqueued = jobInput.yield(job) { jobCount.queued() }
     }
 
     private nonisolated func perform(_ job: Job) async {

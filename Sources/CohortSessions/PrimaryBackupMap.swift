@@ -49,6 +49,15 @@ public final class PrimaryBackupMap<Value: Codable & Sendable>: Service, Sendabl
     /// Returns once the node knows where every key lives.
     public func waitUntilReady() async throws { try await replicator.waitUntilReady() }
 
+    /// Returns once nothing this node queued to send is waiting or under way (see
+    /// `SessionManager.waitUntilIdle()`); returns whether anything was.
+    @discardableResult
+    func waitUntilIdle() async -> Bool { await replicator.waitUntilIdle() }
+
+    /// The current wall time on the map's clock (``ReplicatedMapConfiguration/clock``):
+    /// deadlines given as `expiresAt:` are measured against it.
+    public var now: Date { replicator.wall.date }
+
     /// The value of a key: the local copy, or one fetched from its owner or a backup.
     ///
     /// - Throws: ``CohortError/Code/codecFailure`` when the stored bytes are not a `Value`.

@@ -9,7 +9,7 @@ extension PrimaryBackupReplicator {
     /// Sends the messages of a local change concurrently and waits for them (in synchronous
     /// mode, until every receiver applied them).
     func sendNow(_ actions: [Action]) async throws -> ReplicationReport {
-        let started = ContinuousClock.now
+        let started = wall.clock.now
         let outcomes = try await withThrowingTaskGroup(of: (Action, SendReport?, Int).self) { group in
             for action in actions {
                 group.addTask { try await self.transmit(action, options: self.settings.sendOptions) }
@@ -24,7 +24,7 @@ extension PrimaryBackupReplicator {
             }
             return (merged, bytes)
         }
-        if outcomes.0.count > 0 { observer.replicated(outcomes.1, ContinuousClock.now - started) }
+        if outcomes.0.count > 0 { observer.replicated(outcomes.1, wall.clock.now - started) }
         return ReplicationReport(send: outcomes.0)
     }
 

@@ -30,8 +30,9 @@ actor PrimaryBackupReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
     var state: PrimaryBackupState<Entry>
     private var readyWaiters: [CheckedContinuation<Void, any Error>] = []
     private var finished = false
-    private var runStarted = ContinuousClock.now
+    private var runStarted: ContinuousClock.Instant
     private var settleTicked = false
+    private var jobCount = JobCount()
     private var fetches: [UInt64: FetchSlot] = [:]
     private var nextFetch: UInt64 = 1
     nonisolated private let jobs: AsyncStream<Action>
@@ -42,6 +43,7 @@ actor PrimaryBackupReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
         self.channel = channel
         self.codec = codec
         self.wall = WallClock(clock: clock)
+        self.runStarted = clock.now
         self.logger = logger
         self.observer = observer
         self.input = ReplicaInputLog(store: settings.name, logger: logger, clock: clock)
@@ -57,7 +59,7 @@ actor PrimaryBackupReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
     // MARK: - lifecycle
 
     func run() async throws {
-        runStarted = ContinuousClock.now
+        runStarted = wall.clock.now
         let router = try ReplicationRouter.router(for: channel)
         let events = channel.membershipEvents()
         try router.register(settings.name, self)
@@ -75,7 +77,10 @@ actor PrimaryBackupReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
                     }
                 }
                 for await job in jobs {
-                    group.addTask { await self.send(job) }
+                    group.addTask {
+                        await self.send(job)
+                        await self.jobFinished()
+                    }
                 }
                 group.cancelAll()
             }
@@ -91,6 +96,7 @@ actor PrimaryBackupReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
             if case .waiting(_, let continuation) = slot { continuation.resume(returning: nil) }
         }
         fetches.removeAll()
+        for waiter in jobCount.drain() { waiter.resume() }
     }
 
     nonisolated func shutdown() { jobInput.finish() }
@@ -346,7 +352,7 @@ actor PrimaryBackupReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
             case .event(let event):
                 events.append(event)
             case .becameReady:
-                observer.ready(0, ContinuousClock.now - runStarted)
+                observer.ready(0, wall.clock.now - runStarted)
                 for waiter in readyWaiters { waiter.resume() }
                 readyWaiters.removeAll()
             case .dropped(let lost, let orphans):
@@ -365,6 +371,25 @@ actor PrimaryBackupReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
     }
 
     private func queue(_ actions: [Action]) {
-        for action in actions { jobInput.yield(action) }
+        for action in actions {
+            if case .enqueued = jobInput.yield(action) { jobCount.queued() }
+        }
+    }
+
+    /// Returns once membership changes the channel knows are applied and no message this node
+    /// queued (copies, location updates, fetch replies) is waiting or under way (or the store
+    /// stopped).
+    ///
+    /// - Returns: whether anything was pending (false: it was idle already).
+    @discardableResult
+    func waitUntilIdle() async -> Bool {
+        reconcileView()
+        if jobCount.pending == 0 || finished { return false }
+        await withCheckedContinuation { jobCount.wait($0) }
+        return true
+    }
+
+    private func jobFinished() {
+        for waiter in jobCount.finished() { waiter.resume() }
     }
 }

@@ -53,6 +53,15 @@ public final class ReplicatedMap<Value: Codable & Sendable>: Service, Sendable {
     /// Returns once the map holds its entries (after the start-up transfer).
     public func waitUntilReady() async throws { try await replicator.waitUntilReady() }
 
+    /// Returns once nothing this node queued to send is waiting or under way (see
+    /// `SessionManager.waitUntilIdle()`); returns whether anything was.
+    @discardableResult
+    func waitUntilIdle() async -> Bool { await replicator.waitUntilIdle() }
+
+    /// The current wall time on the map's clock (``ReplicatedMapConfiguration/clock``):
+    /// deadlines given as `expiresAt:` are measured against it.
+    public var now: Date { wall.date }
+
     /// The value of a key, or nil (also when it expired).
     ///
     /// - Throws: ``CohortError/Code/codecFailure`` when the stored bytes are not a `Value`.

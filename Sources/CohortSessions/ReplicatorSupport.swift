@@ -93,6 +93,29 @@ enum ReplicaFailure: String, Sendable {
     case refused
 }
 
+/// The jobs a replicator queued for its `run()` task and has not finished (transfers, copies,
+/// location updates), so that a caller can wait until it has nothing left to send.
+struct JobCount {
+    private(set) var pending = 0
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    mutating func queued() { pending += 1 }
+
+    /// One job finished; returns the waiters to resume when none is left.
+    mutating func finished() -> [CheckedContinuation<Void, Never>] {
+        pending -= 1
+        return pending == 0 ? drain() : []
+    }
+
+    mutating func wait(_ continuation: CheckedContinuation<Void, Never>) { waiters.append(continuation) }
+
+    /// Every waiter (when the replicator stops).
+    mutating func drain() -> [CheckedContinuation<Void, Never>] {
+        defer { waiters.removeAll() }
+        return waiters
+    }
+}
+
 extension AllCopiesState.Settings {
     init(_ settings: ReplicatorSettings) {
         self.init(

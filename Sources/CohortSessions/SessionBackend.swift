@@ -14,6 +14,10 @@ protocol SessionBackend: Sendable {
     func commit(_ id: String, _ delta: SessionDelta, mustCreate: Bool) async throws -> ReplicationReport
     /// The ids of the sessions this node counts as active.
     func sessionIDs() async -> [String]
+    /// Returns once nothing this node queued to send is waiting or under way; returns whether
+    /// anything was.
+    @discardableResult
+    func waitUntilIdle() async -> Bool
 }
 
 extension AllCopiesReplicator: SessionBackend where Entry == SessionRecord {

@@ -1,4 +1,5 @@
 import Cohort
+import Foundation
 import Logging
 import ServiceLifecycle
 
@@ -88,6 +89,18 @@ public class SessionManager: Service, @unchecked Sendable {
     ///
     /// - Throws: ``CohortError/Code/notRunning`` if the manager stops first.
     public func waitUntilReady() async throws { try await backend.waitUntilReady() }
+
+    /// The current wall time on the manager's clock (``SessionManagerConfiguration/clock``):
+    /// session timestamps, idle limits and deadlines (``Session/absoluteExpiry``, the
+    /// `expiresAt:` of the key/value API) are measured against it.
+    public var now: Date { wall.date }
+
+    /// Returns once nothing this node queued to send (a state transfer, backup copies, location
+    /// updates) is waiting or under way, and membership changes its channel knows are applied.
+    ///
+    /// - Returns: whether anything was pending (false: it was idle already).
+    @discardableResult
+    func waitUntilIdle() async -> Bool { await backend.waitUntilIdle() }
 
     // MARK: - requests
 

@@ -104,32 +104,26 @@ extension Int64 {
     }
 }
 
-/// Derives wall-clock milliseconds from an injected ``CohortClock``.
+/// Wall-clock milliseconds from an injected ``CohortClock`` (its `wallTime`).
 ///
-/// The wall time is read once, when the value is created; after that, time moves only as the
-/// clock moves, so a `ManualClock` drives expiry in tests. Nodes on different hosts agree to
-/// within their wall clocks' skew (keep NTP on).
+/// Every timestamp a store writes or compares (creation, last access, absolute expiry,
+/// tombstone age) comes from here, so a `ManualClock` drives expiry in tests and nodes that
+/// share one agree exactly. Nodes on different hosts agree to within their wall clocks' skew
+/// (keep NTP on).
 public struct WallClock: Sendable {
     /// The clock that moves time.
     public let clock: any CohortClock
-    private let anchorWall: WallMillis
-    private let anchorInstant: ContinuousClock.Instant
 
-    /// Creates a wall clock.
-    ///
-    /// - Parameters:
-    ///   - clock: the clock that drives time.
-    ///   - wallNow: the wall time at creation (defaults to the system's).
-    public init(clock: any CohortClock, wallNow: WallMillis? = nil) {
+    /// Creates a wall clock over a clock.
+    public init(clock: any CohortClock) {
         self.clock = clock
-        self.anchorInstant = clock.now
-        self.anchorWall = wallNow ?? WallMillis((Date().timeIntervalSince1970 * 1000).rounded())
     }
 
     /// The current wall time in milliseconds.
-    public var now: WallMillis {
-        anchorWall + (clock.now - anchorInstant).milliseconds
-    }
+    public var now: WallMillis { clock.wallTime.milliseconds }
+
+    /// The current wall time as a `Date`.
+    public var date: Date { Date(wallMillis: now) }
 }
 
 extension Duration {

@@ -5,7 +5,9 @@ import Foundation
 /// executable (or any other) as a user would.
 ///
 /// Waits are event-driven: every new line and the process's exit wake the waiters, and every
-/// wait has a deadline — no polling.
+/// wait has a deadline — no polling. From async code (every swift-testing test that starts a
+/// process should be `async`) use the `async` waits: they suspend instead of blocking one of the
+/// few threads every concurrent test shares.
 public final class ChildProcess: @unchecked Sendable {
     /// One line of output and when it arrived.
     public struct Line: Sendable {
@@ -20,6 +22,16 @@ public final class ChildProcess: @unchecked Sendable {
     private var errors = ""
     private var exitStatus: Int32?
     private var openReaders = 0
+    /// Bumped by every new line, the exit and every closed pipe; async waiters wait for a change.
+    private var generation = 0
+    private var changeWaiters: [Int: ChangeWaiter] = [:]
+    private var nextWaiter = 0
+
+    private enum ChangeWaiter {
+        case starting(seen: Int)
+        case cancelled
+        case waiting(CheckedContinuation<Void, Never>)
+    }
 
     /// Starts `executable` with `arguments`.
     ///
@@ -36,25 +48,91 @@ public final class ChildProcess: @unchecked Sendable {
         process.standardOutput = output
         process.standardError = mergeStandardError ? output : errorPipe
         process.terminationHandler = { [weak self] process in
-            guard let self else { return }
-            condition.withLock { exitStatus = process.terminationStatus }
-            condition.broadcast()
+            self?.changed { $0.exitStatus = process.terminationStatus }
         }
         openReaders = mergeStandardError ? 1 : 2
         try process.run()
         let closed: @Sendable () -> Void = { [weak self] in
-            guard let self else { return }
-            condition.withLock { openReaders -= 1 }
-            condition.broadcast()
+            self?.changed { $0.openReaders -= 1 }
         }
         Self.readLines(output.fileHandleForReading, closed: closed) { [weak self] line in
-            guard let self else { return }
-            condition.withLock { collected.append(Line(text: line, at: ContinuousClock.now)) }
-            condition.broadcast()
+            self?.changed { $0.collected.append(Line(text: line, at: ContinuousClock.now)) }
         }
         if !mergeStandardError {
             Self.readLines(errorPipe.fileHandleForReading, closed: closed) { [weak self] line in
                 self?.condition.withLock { self?.errors += line + "\n" }
+            }
+        }
+    }
+
+    /// Applies a change under the lock and wakes every waiter, blocking and async.
+    private func changed(_ change: (ChildProcess) -> Void) {
+        let waiters: [CheckedContinuation<Void, Never>] = condition.withLock {
+            change(self)
+            generation += 1
+            var ready: [CheckedContinuation<Void, Never>] = []
+            for (id, waiter) in changeWaiters {
+                if case .waiting(let continuation) = waiter {
+                    ready.append(continuation)
+                    changeWaiters[id] = nil
+                }
+            }
+            return ready
+        }
+        condition.broadcast()
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Suspends until something changed after generation `seen` (or the task is cancelled).
+    private func change(after seen: Int) async {
+        let id: Int = condition.withLock {
+            nextWaiter += 1
+            changeWaiters[nextWaiter] = .starting(seen: seen)
+            return nextWaiter
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now: Bool = condition.withLock {
+                    guard case .starting = changeWaiters[id], generation == seen else {
+                        changeWaiters[id] = nil
+                        return true
+                    }
+                    changeWaiters[id] = .waiting(continuation)
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        } onCancel: {
+            let waiter: CheckedContinuation<Void, Never>? = condition.withLock {
+                switch changeWaiters[id] {
+                case .starting:
+                    changeWaiters[id] = .cancelled
+                    return nil
+                case .waiting(let continuation):
+                    changeWaiters[id] = nil
+                    return continuation
+                case .cancelled, nil:
+                    return nil
+                }
+            }
+            waiter?.resume()
+        }
+    }
+
+    /// Suspends until `done` holds for this process's state, or `seconds` passed.
+    ///
+    /// - Returns: whether `done` held.
+    private func suspend(for seconds: Double, until done: (ChildProcess) -> Bool) async -> Bool {
+        let deadline = ContinuousClock.now.advanced(by: .milliseconds(Int64(seconds * 1000)))
+        while true {
+            let (held, seen) = condition.withLock { (done(self), generation) }
+            if held { return true }
+            let remaining = deadline - ContinuousClock.now
+            if remaining <= .zero { return false }
+            do {
+                try await withDeadline(remaining, "a change of the child process") { await self.change(after: seen) }
+            } catch {
+                return condition.withLock { done(self) }
             }
         }
     }
@@ -99,7 +177,8 @@ public final class ChildProcess: @unchecked Sendable {
         if isRunning { kill(process.processIdentifier, signal) }
     }
 
-    /// Waits until `condition` holds for the output lines, the child exits, or the deadline passes.
+    /// Waits until `condition` holds for the output lines, the child exits, or the deadline
+    /// passes, blocking the calling thread (from async code, use the `async` overload).
     ///
     /// - Returns: whether the condition held.
     @discardableResult
@@ -126,7 +205,62 @@ public final class ChildProcess: @unchecked Sendable {
         }
     }
 
-    /// Waits for the child to exit.
+    /// Waits until `condition` holds for the output lines, the child exits, or the deadline
+    /// passes, suspending (not blocking) between new lines.
+    ///
+    /// - Returns: whether the condition held.
+    @discardableResult
+    public func wait(for seconds: Double, _ predicate: ([String]) -> Bool) async -> Bool {
+        let deadline = ContinuousClock.now.advanced(by: .milliseconds(Int64(seconds * 1000)))
+        while true {
+            let (lines, exited, seen) = condition.withLock { (collected.map(\.text), exitStatus != nil, generation) }
+            if predicate(lines) { return true }
+            if exited {
+                // Output written just before the exit may still be in the pipe.
+                await waitForOutputEnd(seconds: 2)
+                return predicate(output)
+            }
+            let remaining = deadline - ContinuousClock.now
+            if remaining <= .zero { return false }
+            do {
+                try await withDeadline(remaining, "a line of the child process") { await self.change(after: seen) }
+            } catch {
+                return predicate(output)
+            }
+        }
+    }
+
+    /// Waits for the child to exit, suspending (not blocking).
+    ///
+    /// - Returns: its status, or nil if it still runs at the deadline.
+    @discardableResult
+    public func waitForExit(seconds: Double) async -> Int32? {
+        _ = await suspend(for: seconds) { $0.exitStatus != nil }
+        return condition.withLock { exitStatus }
+    }
+
+    /// Waits until the child's output pipes are closed, suspending (not blocking).
+    public func waitForOutputEnd(seconds: Double) async {
+        _ = await suspend(for: seconds) { $0.openReaders <= 0 }
+    }
+
+    /// Runs a command to completion (killed after `timeout` seconds) and returns its status and
+    /// output, suspending (not blocking) meanwhile.
+    public static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, timeout: Double = 60) async throws -> (status: Int32, stdout: String, stderr: String) {
+        let child = try ChildProcess(executable, arguments, environment: environment)
+        child.input.fileHandleForWriting.closeFile()
+        if await child.waitForExit(seconds: timeout) == nil {
+            child.signal(SIGKILL)
+            await child.waitForExit(seconds: 5)
+        }
+        // The readers reach end of file once the child (and anything it started) closed the pipes.
+        await child.waitForOutputEnd(seconds: 5)
+        let status = child.condition.withLock { child.exitStatus } ?? -1
+        let stdout = child.output.joined(separator: "\n")
+        return (status, stdout, child.standardError)
+    }
+
+    /// Waits for the child to exit, blocking the calling thread.
     ///
     /// - Returns: its status, or nil if it still runs at the deadline.
     @discardableResult
@@ -150,7 +284,8 @@ public final class ChildProcess: @unchecked Sendable {
         }
     }
 
-    /// Runs a command to completion (killed after `timeout` seconds) and returns its status and output.
+    /// Runs a command to completion (killed after `timeout` seconds) and returns its status and
+    /// output, blocking the calling thread (from async code, use the `async` overload).
     public static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, timeout: Double = 20) throws -> (status: Int32, stdout: String, stderr: String) {
         let child = try ChildProcess(executable, arguments, environment: environment)
         child.input.fileHandleForWriting.closeFile()

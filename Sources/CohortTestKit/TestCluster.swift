@@ -9,10 +9,15 @@ import NIOConcurrencyHelpers
 /// Polls a condition until it holds or the deadline passes (no fixed sleeps: the poll period is
 /// short and the wait ends as soon as the condition is true).
 ///
+/// For what happens outside the process — real sockets, child processes, a kernel's timers —
+/// with a generous timeout: it bounds a hang, it does not measure speed. Inside the process,
+/// wait on the event itself instead (``GroupChannel/waitForView(_:timeout:_:)``, a listener, a
+/// ``ManualClock``'s sleepers, ``withDeadline(_:_:_:)``).
+///
 /// - Returns: whether the condition held in time.
 @discardableResult
 public func eventually(
-    timeout: Duration = .seconds(10),
+    timeout: Duration = .seconds(30),
     poll: Duration = .milliseconds(5),
     _ condition: () async throws -> Bool
 ) async rethrows -> Bool {
@@ -75,6 +80,7 @@ public final class TestCluster: Sendable {
     ///   - count: how many nodes.
     ///   - transport: TCP on loopback or in-memory.
     ///   - codec: the codec for sending (`binary` or `json`).
+    ///   - clock: the channels' clock (heartbeats, failure detection, timeouts).
     ///   - configure: adjusts each node's configuration (index, configuration).
     ///   - prepare: runs on each channel before it starts (register handlers here).
     ///   - body: the test.
@@ -82,12 +88,13 @@ public final class TestCluster: Sendable {
         nodes count: Int,
         transport: TransportKind = .tcp,
         codec: any MessageCodec = BinaryCodec(),
+        clock: any CohortClock = SystemClock(),
         configure: (Int, inout ClusterConfiguration) -> Void = { _, _ in },
         prepare: (Int, GroupChannel) throws -> Void = { _, _ in },
         logger: ((Int) -> Logger)? = nil,
         _ body: (TestCluster) async throws -> T
     ) async throws -> T {
-        let cluster = try await start(nodes: count, transport: transport, codec: codec, configure: configure, prepare: prepare, logger: logger)
+        let cluster = try await start(nodes: count, transport: transport, codec: codec, clock: clock, configure: configure, prepare: prepare, logger: logger)
         do {
             let result = try await body(cluster)
             await cluster.stop()
@@ -98,15 +105,17 @@ public final class TestCluster: Sendable {
         }
     }
 
-    /// Starts nodes and waits for the full mesh; call ``stop()`` when done.
+    /// Starts nodes and waits for the full mesh (woken by membership events, bounded by
+    /// `meshTimeout`); call ``stop()`` when done.
     public static func start(
         nodes count: Int,
         transport: TransportKind = .tcp,
         codec: any MessageCodec = BinaryCodec(),
+        clock: any CohortClock = SystemClock(),
         configure: (Int, inout ClusterConfiguration) -> Void = { _, _ in },
         prepare: (Int, GroupChannel) throws -> Void = { _, _ in },
         logger: ((Int) -> Logger)? = nil,
-        meshTimeout: Duration = .seconds(15)
+        meshTimeout: Duration = .seconds(60)
     ) async throws -> TestCluster {
         var nodes: [GroupChannel] = []
         var tasks: [Task<Void, any Error>] = []
@@ -121,17 +130,22 @@ public final class TestCluster: Sendable {
             )
             configuration.discoverySettings["interval_ms"] = "200"
             configure(i, &configuration)
-            let node = try makeChannel(configuration: configuration, transport: transport, codec: codec, logger: logger?(i))
+            let node = try makeChannel(configuration: configuration, transport: transport, codec: codec, clock: clock, logger: logger?(i))
             try prepare(i, node)
             nodes.append(node)
             tasks.append(Task { try await node.run() })
             endpoints.append(try await node.waitUntilRunning())
         }
         let cluster = TestCluster(nodes: nodes, network: network, tasks: tasks)
-        let meshed = await eventually(timeout: meshTimeout) {
-            nodes.allSatisfy { $0.view.members.count == count - 1 }
-        }
-        if !meshed {
+        let started = nodes
+        do {
+            try await withDeadline(meshTimeout, "the full mesh") {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for node in started { group.addTask { try await node.waitForMembers(count - 1, timeout: meshTimeout) } }
+                    try await group.waitForAll()
+                }
+            }
+        } catch {
             let views = nodes.map { "\($0.view)" }.joined(separator: "; ")
             await cluster.stop()
             throw CohortError(.timeout, "the \(count) nodes did not all see each other within \(meshTimeout): \(views)")
@@ -140,7 +154,13 @@ public final class TestCluster: Sendable {
     }
 
     /// Makes one channel with the chosen transport (not started).
-    public static func makeChannel(configuration: ClusterConfiguration, transport: TransportKind, codec: any MessageCodec = BinaryCodec(), logger: Logger? = nil) throws -> GroupChannel {
+    public static func makeChannel(
+        configuration: ClusterConfiguration,
+        transport: TransportKind,
+        codec: any MessageCodec = BinaryCodec(),
+        clock: any CohortClock = SystemClock(),
+        logger: Logger? = nil
+    ) throws -> GroupChannel {
         let transportInstance: any Transport
         switch transport {
         case .tcp: transportInstance = TCPTransport(settings: configuration.wire)
@@ -155,6 +175,7 @@ public final class TestCluster: Sendable {
             codec: codec,
             codecs: [BinaryCodec(), JSONCodec()],
             discovery: discovery,
+            clock: clock,
             logger: logger ?? quiet
         )
     }

@@ -83,7 +83,8 @@ public enum TransportConformance {
     ///   - maxFrameSize: the ``CohortCore/TransportSettings/maxFrameSize`` the transports are made
     ///     with; nil skips the frame-cap check (only for test doubles that have no cap — a
     ///     transport shipped as a plugin must enforce it).
-    ///   - timeout: the longest any one step may take.
+    ///   - timeout: the longest any one step may take (generous by default: it bounds a hang on a
+    ///     busy machine, it does not measure speed).
     ///   - makeMember: makes the local member of the transport with an index (0, 1, 2); the
     ///     default listens on `127.0.0.1` port 0.
     ///   - makeTransport: makes a new, unstarted transport; called three times.
@@ -91,7 +92,7 @@ public enum TransportConformance {
     public static func run(
         name: String,
         maxFrameSize: Int?,
-        timeout: Duration = .seconds(10),
+        timeout: Duration = .seconds(30),
         makeMember: (Int) -> Member = TransportConformance.localMember,
         makeTransport: () throws -> any Transport
     ) async throws {
@@ -174,7 +175,7 @@ public enum TransportConformance {
 
         /// Runs `body`, failing the check if it does not finish within the timeout.
         func step<T: Sendable>(_ check: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-            switch await withDeadline(timeout, body) {
+            switch await raceDeadline(timeout, body) {
             case .finished(let value): return value
             case .threw(let error): throw failure(check, "threw \(error)")
             case .timedOut: throw failure(check, "did not finish within \(timeout)")
@@ -468,7 +469,7 @@ enum DeadlineOutcome<T: Sendable>: Sendable {
 /// Runs `body` in its own task and returns when it finishes or when `timeout` passes, whichever
 /// comes first. A body that ignores cancellation cannot hold the caller past the deadline (it is
 /// cancelled and left to finish on its own).
-func withDeadline<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async -> DeadlineOutcome<T> {
+func raceDeadline<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async -> DeadlineOutcome<T> {
     let gate = DeadlineGate<T>()
     return await withCheckedContinuation { (continuation: CheckedContinuation<DeadlineOutcome<T>, Never>) in
         gate.install(continuation)

@@ -14,7 +14,7 @@ struct NodeProcessTests {
     }
 
     @Test(.enabled(if: binary != nil, "the cohort executable is not built next to the tests (run swift build first)"))
-    func threeNodesSeeEachOtherExchangeLinesAndReportAKilledPeer() throws {
+    func threeNodesSeeEachOtherExchangeLinesAndReportAKilledPeer() async throws {
         let exe = try #require(Self.binary)
         let ports = try ChildProcess.freeLoopbackPorts(3)
         let addresses = ports.map { "127.0.0.1:\($0)" }
@@ -25,26 +25,26 @@ struct NodeProcessTests {
             nodes.append(try ChildProcess(exe, ["node", "--name", "p\(i + 1)", "--listen", addresses[i], "--members", others]))
         }
         for node in nodes {
-            #expect(node.wait(for: 20) { $0.filter { $0.hasPrefix("member-added") }.count == 2 }, "\(node.output)")
+            #expect(await node.wait(for: 60) { $0.filter { $0.hasPrefix("member-added") }.count == 2 }, "\(node.output)")
         }
         nodes[0].send("hello there")
-        #expect(nodes[0].wait(for: 10) { $0.contains("sent to 2/2 members") }, "\(nodes[0].output)")
-        #expect(nodes[1].wait(for: 10) { $0.contains("received from p1: hello there") })
-        #expect(nodes[2].wait(for: 10) { $0.contains("received from p1: hello there") })
+        #expect(await nodes[0].wait(for: 60) { $0.contains("sent to 2/2 members") }, "\(nodes[0].output)")
+        #expect(await nodes[1].wait(for: 60) { $0.contains("received from p1: hello there") })
+        #expect(await nodes[2].wait(for: 60) { $0.contains("received from p1: hello there") })
 
         nodes[2].signal(SIGKILL)
-        #expect(nodes[0].wait(for: 10) { $0.contains { $0.hasPrefix("member-removed p3") } }, "\(nodes[0].output)")
-        #expect(nodes[1].wait(for: 10) { $0.contains { $0.hasPrefix("member-removed p3") } }, "\(nodes[1].output)")
+        #expect(await nodes[0].wait(for: 60) { $0.contains { $0.hasPrefix("member-removed p3") } }, "\(nodes[0].output)")
+        #expect(await nodes[1].wait(for: 60) { $0.contains { $0.hasPrefix("member-removed p3") } }, "\(nodes[1].output)")
         nodes[1].send("after")
-        #expect(nodes[1].wait(for: 10) { $0.contains("sent to 1/1 members") }, "\(nodes[1].output)")
+        #expect(await nodes[1].wait(for: 60) { $0.contains("sent to 1/1 members") }, "\(nodes[1].output)")
 
         nodes[0].signal(SIGTERM)
-        #expect(nodes[1].wait(for: 10) { $0.contains { $0.hasPrefix("member-left p1") } }, "\(nodes[1].output)")
-        #expect(nodes[0].waitForExit(seconds: 10) == 0)
+        #expect(await nodes[1].wait(for: 60) { $0.contains { $0.hasPrefix("member-left p1") } }, "\(nodes[1].output)")
+        #expect(await nodes[0].waitForExit(seconds: 60) == 0)
     }
 
     @Test(.enabled(if: binary != nil, "the cohort executable is not built"))
-    func badArgumentsExitNonZeroWithAClearMessage() throws {
+    func badArgumentsExitNonZeroWithAClearMessage() async throws {
         let exe = try #require(Self.binary)
         let cases: [([String], String)] = [
             (["node", "--listen", "nowhere"], "HOST:PORT"),
@@ -53,7 +53,7 @@ struct NodeProcessTests {
             (["node", "--listen", "127.0.0.1:1", "--plugin", "/nonexistent/libX.so"], "does not exist"),
         ]
         for (arguments, expected) in cases {
-            let result = try ChildProcess.run(exe, arguments)
+            let result = try await ChildProcess.run(exe, arguments)
             #expect(result.status != 0, "\(arguments)")
             #expect(result.stderr.contains(expected), "\(arguments): \(result.stderr)")
         }
@@ -61,8 +61,8 @@ struct NodeProcessTests {
         let ports = try ChildProcess.freeLoopbackPorts(1)
         let first = try ChildProcess(exe, ["node", "--name", "a", "--listen", "127.0.0.1:\(ports[0])"])
         defer { first.signal(SIGKILL) }
-        #expect(first.wait(for: 10) { $0.contains { $0.hasPrefix("listening") } })
-        let second = try ChildProcess.run(exe, ["node", "--name", "b", "--listen", "127.0.0.1:\(ports[0])"])
+        #expect(await first.wait(for: 60) { $0.contains { $0.hasPrefix("listening") } })
+        let second = try await ChildProcess.run(exe, ["node", "--name", "b", "--listen", "127.0.0.1:\(ports[0])"])
         #expect(second.status != 0)
         #expect(second.stderr.contains("already in use"), "\(second.stderr)")
     }

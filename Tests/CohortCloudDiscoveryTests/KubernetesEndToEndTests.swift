@@ -44,7 +44,7 @@ struct KubernetesEndToEndTests {
         // Each node prints `listening NAME HOST:PORT id …` once it is bound.
         var ports: [Int] = []
         for (index, node) in nodes.enumerated() {
-            #expect(await node.wait(for: .seconds(30)) { $0.contains { $0.hasPrefix("listening k\(index) ") } }, "\(node.output) \(node.errors)")
+            #expect(await node.wait(for: .seconds(60)) { $0.contains { $0.hasPrefix("listening k\(index) ") } }, "\(node.output) \(node.errors)")
             let line = try #require(node.output.first { $0.hasPrefix("listening k\(index) ") })
             let endpoint = try Endpoint(parsing: String(line.split(separator: " ")[2]))
             #expect(endpoint.host == hosts[index])
@@ -62,7 +62,7 @@ struct KubernetesEndToEndTests {
 
         for (index, node) in nodes.enumerated() {
             let others = hosts.indices.filter { $0 != index }.map { "member-added k\($0) " }
-            let joined = await node.wait(for: .seconds(30)) { lines in others.allSatisfy { other in lines.contains { $0.hasPrefix(other) } } }
+            let joined = await node.wait(for: .seconds(60)) { lines in others.allSatisfy { other in lines.contains { $0.hasPrefix(other) } } }
             #expect(joined, "k\(index) did not add both others: \(node.output)\n\(node.errors)")
             #expect(node.output.filter { $0.hasPrefix("member-added") }.count == 2, "\(node.output)")
         }
@@ -74,12 +74,12 @@ struct KubernetesEndToEndTests {
             let outcomes = { (lines: [String]) in lines.filter { $0.hasPrefix("sent to") || $0.hasPrefix("send failed") }.count }
             let before = outcomes(nodes[0].output)
             nodes[0].send("hello over kubernetes discovery")
-            _ = await nodes[0].wait(for: .seconds(10)) { outcomes($0) > before }
+            _ = await nodes[0].wait(for: .seconds(60)) { outcomes($0) > before }
             delivered = nodes[0].output.contains("sent to 2/2 members")
         }
         #expect(delivered, "\(nodes[0].output)")
         for node in nodes.dropFirst() {
-            #expect(await node.wait(for: .seconds(10)) { $0.contains("received from k0: hello over kubernetes discovery") }, "\(node.output)")
+            #expect(await node.wait(for: .seconds(60)) { $0.contains("received from k0: hello over kubernetes discovery") }, "\(node.output)")
         }
 
         // What reached the API: the namespace, the URL-encoded selector, the token.
@@ -89,15 +89,15 @@ struct KubernetesEndToEndTests {
         #expect(requests.allSatisfy { $0.bearer == fakeServiceAccountToken(namespace: "demo", account: "cohort", serial: 1) })
 
         for node in nodes { node.signal(SIGTERM) }
-        for node in nodes { #expect(await node.waitForExit(.seconds(20)) != nil, "\(node.output)") }
+        for node in nodes { #expect(await node.waitForExit(.seconds(60)) != nil, "\(node.output)") }
     }
 
     @Test func aNodeOutsideAClusterRefusesToStartWithAClearMessage() async throws {
         let node = try NodeProcess(["node", "--name", "lost", "--listen", "127.0.0.1:0", "--discovery", "kubernetes"], environment: [:])
         defer { node.signal(SIGKILL) }
-        let status = await node.waitForExit(.seconds(20))
+        let status = await node.waitForExit(.seconds(60))
         #expect(status == 2, "\(node.output) \(node.errors)")
-        #expect(await eventually(timeout: .seconds(5)) { node.errors.contains("KUBERNETES_SERVICE_HOST") }, "\(node.errors)")
+        #expect(await eventually(timeout: .seconds(30)) { node.errors.contains("KUBERNETES_SERVICE_HOST") }, "\(node.errors)")
         #expect(!node.output.contains { $0.hasPrefix("listening") })
     }
 }

@@ -26,7 +26,9 @@ final class CountingInterceptor: Interceptor, Sendable {
 }
 
 /// N in-process nodes, each a ClusterNode + Hummingbird app on 127.0.0.1 (ports picked by the
-/// kernel), running the counter routes of the demo.
+/// kernel), running the counter routes of the demo. The nodes talk over an in-memory network; the
+/// session managers share one ``ManualClock`` (settle times, expiry and the grace period move
+/// only when a test advances it); the HTTP side is real sockets.
 final class HTTPCluster: @unchecked Sendable {
     struct Node {
         var node: ClusterNode
@@ -37,20 +39,27 @@ final class HTTPCluster: @unchecked Sendable {
     }
     private(set) var nodes: [Node] = []
     let network = InMemoryNetwork()
+    let clock = ManualClock()
 
-    static func start(count: Int, settle: Duration = .milliseconds(100), route: Bool = true) async throws -> HTTPCluster {
+    static func start(count: Int, route: Bool = true) async throws -> HTTPCluster {
         let cluster = HTTPCluster()
-        for i in 0..<count { try await cluster.add(index: i, settle: settle, route: route) }
+        for i in 0..<count {
+            let node = try await cluster.add(index: i, route: route)
+            try await cluster.waitUntilReady(node)
+        }
         for node in cluster.nodes {
-            guard await eventually(timeout: .seconds(10), { node.node.isReady && node.node.channel.view.members.count == cluster.nodes.count - 1 }) else {
-                throw CohortError(.timeout, "node \(node.node.channel.localMember.name) not ready")
-            }
+            try await node.node.channel.waitForMembers(cluster.nodes.count - 1)
         }
         return cluster
     }
 
+    /// Waits until a node's session state transfer is done (bounded: a hang fails the test).
+    func waitUntilReady(_ node: Node) async throws {
+        try await withDeadline(.seconds(60), "\(node.node.channel.localMember.name) to be ready") { try await node.node.waitUntilReady() }
+    }
+
     @discardableResult
-    func add(index i: Int, settle: Duration = .milliseconds(100), route: Bool = true) async throws -> Node {
+    func add(index i: Int, settle: Duration = .zero, route: Bool = true) async throws -> Node {
         let name = "node\(i + 1)"
         let configuration = ClusterConfiguration(name: name, listen: Endpoint(host: "127.0.0.1", port: 0), members: nodes.map { $0.node.channel.localMember.endpoint })
         var quiet = Logger(label: "test")
@@ -65,6 +74,7 @@ final class HTTPCluster: @unchecked Sendable {
             interceptors: [counter]
         )
         var sessions = SessionManagerConfiguration(name: "web")
+        sessions.clock = clock
         sessions.settleTime = settle
         sessions.logger = quiet
         let manager = try DeltaSessionManager(channel: channel, configuration: sessions)
@@ -91,23 +101,32 @@ final class HTTPCluster: @unchecked Sendable {
             }
             return Response(status: .ok)
         }
-        let port = NIOLockedValueBox(0)
+        let (ports, portInput) = AsyncStream.makeStream(of: Int.self)
         let app = Application(
             router: router,
             configuration: .init(address: .hostname("127.0.0.1", port: 0)),
             services: [node],
-            onServerRunning: { channel in port.withLockedValue { $0 = channel.localAddress?.port ?? 0 } },
+            onServerRunning: { channel in
+                portInput.yield(channel.localAddress?.port ?? 0)
+                portInput.finish()
+            },
             logger: quiet
         )
         // Stopped through graceful shutdown, never by cancelling the server task (cancellation
         // can leave a just-accepted connection's writer unfinished inside NIO).
         let group = ServiceGroup(services: [app], gracefulShutdownSignals: [], logger: quiet)
         let task = Task { try await group.run() }
-        guard await eventually(timeout: .seconds(10), { port.withLockedValue { $0 } != 0 }) else {
+        let port: Int
+        do {
+            port = try await withDeadline(.seconds(60), "the HTTP server of \(name) to start") {
+                for await port in ports where port != 0 { return port }
+                throw CohortError(.notRunning, "the HTTP server of \(name) stopped before it listened")
+            }
+        } catch {
             await group.triggerGracefulShutdown()
-            throw CohortError(.timeout, "HTTP server of \(name) did not start")
+            throw error
         }
-        let entry = Node(node: node, port: port.withLockedValue { $0 }, counter: counter, task: task, group: group)
+        let entry = Node(node: node, port: port, counter: counter, task: task, group: group)
         nodes.append(entry)
         return entry
     }
@@ -137,7 +156,7 @@ final class Browser: @unchecked Sendable {
     private let session: URLSession = {
         let configuration = URLSessionConfiguration.ephemeral
         configuration.httpShouldSetCookies = false
-        configuration.timeoutIntervalForRequest = 10
+        configuration.timeoutIntervalForRequest = 60
         return URLSession(configuration: configuration)
     }()
 

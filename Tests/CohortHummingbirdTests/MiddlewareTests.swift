@@ -65,20 +65,28 @@ struct MiddlewareTests {
 
     @Test func notReadyUntilStartupIsDoneThenServesTransferredSessions() async throws {
         // A first node with no ready member waits its settle time before it declares itself
-        // ready: until then /ready and the session routes answer 503, /alive 200.
+        // ready: until then /ready and the session routes answer 503, /alive 200. (The settle
+        // time is on the managers' manual clock: it passes when the test says so.)
         let cluster = HTTPCluster()
         let first = try await cluster.add(index: 0, settle: .seconds(2))
         let early = try await Browser().get(first.port, "/ready")
         #expect(early.status == 503)
         #expect(try await Browser().get(first.port, "/counter").status == 503)
         #expect(try await Browser().get(first.port, "/alive").status == 200)
-        #expect(await eventually(timeout: .seconds(10)) { first.node.isReady })
+        try await cluster.clock.waitForSleepers(1)  // the manager's settle timer is armed
+        cluster.clock.advance(by: .milliseconds(1999))
+        try await cluster.clock.waitForSleepers(1)
+        #expect(!first.node.isReady, "ready before the settle time")
+        cluster.clock.advance(by: .milliseconds(1))
+        try await cluster.waitUntilReady(first)
+        #expect(first.node.isReady)
         #expect(try await Browser().get(first.port, "/ready").status == 200)
         let browser = Browser()
         for _ in 0..<3 { _ = try await browser.get(first.port, "/counter") }
-        // A joiner becomes ready once it has the sessions, and serves them.
-        let joiner = try await cluster.add(index: 1)
-        #expect(await eventually(timeout: .seconds(10)) { joiner.node.isReady })
+        // A joiner becomes ready once it has the sessions (no settle time: it copies them from
+        // the first node), and serves them.
+        let joiner = try await cluster.add(index: 1, settle: .seconds(2))
+        try await cluster.waitUntilReady(joiner)
         #expect(try await Browser().get(joiner.port, "/ready").status == 200)
         #expect(try await browser.get(joiner.port, "/peek").body == "3")
         await cluster.stop()
@@ -96,23 +104,36 @@ struct MiddlewareTests {
             acknowledged.withLockedValue { $0[i] = Int(answer.body) ?? 0 }
         }
         let killed = NIOLockedValueBox(false)
+        // Every acknowledged answer is announced; node1 dies after the 40th, mid-traffic.
+        let (answers, answered) = AsyncStream.makeStream(of: Void.self)
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for (i, browser) in browsers.enumerated() {
-                group.addTask {
-                    for round in 0..<20 {
-                        // Round-robin over the nodes that are alive (the balancer's view).
-                        let dead = killed.withLockedValue { $0 }
-                        let candidates = dead ? [1, 2] : [0, 1, 2]
-                        let port = cluster[candidates[(i + round) % candidates.count]].port
-                        guard let answer = try? await browser.get(port, "/counter"), answer.status == 200, let n = Int(answer.body) else {
-                            continue  // not acknowledged: the client would retry
+            group.addTask {
+                try await withThrowingTaskGroup(of: Void.self) { clientsGroup in
+                    for (i, browser) in browsers.enumerated() {
+                        clientsGroup.addTask {
+                            for round in 0..<20 {
+                                // Round-robin over the nodes that are alive (the balancer's view).
+                                let dead = killed.withLockedValue { $0 }
+                                let candidates = dead ? [1, 2] : [0, 1, 2]
+                                let port = cluster[candidates[(i + round) % candidates.count]].port
+                                guard let answer = try? await browser.get(port, "/counter"), answer.status == 200, let n = Int(answer.body) else {
+                                    continue  // not acknowledged: the client would retry
+                                }
+                                acknowledged.withLockedValue { $0[i] = max($0[i], n) }
+                                answered.yield()
+                            }
                         }
-                        acknowledged.withLockedValue { $0[i] = max($0[i], n) }
                     }
+                    try await clientsGroup.waitForAll()
                 }
+                answered.finish()
             }
             group.addTask {
-                _ = await eventually(timeout: .seconds(5)) { acknowledged.withLockedValue { $0.reduce(0, +) } > clients * 5 }
+                var count = 0
+                for await _ in answers {
+                    count += 1
+                    if count == clients * 5 { break }
+                }
                 killed.withLockedValue { $0 = true }
                 cluster.kill(0)
             }

@@ -14,22 +14,27 @@ struct PersistDriverTests {
         let buffer: String
     }
 
-    /// Two nodes with a delta manager each; the body gets one driver per node.
-    func withDrivers(_ body: ([ClusterPersistDriver]) async throws -> Void) async throws {
+    /// Two nodes with a delta manager each, on one manual clock (its wall time starts on a whole
+    /// second, so TTLs come out exact); the body gets one driver per node and the clock.
+    func withDrivers(_ body: ([ClusterPersistDriver], ManualClock) async throws -> Void) async throws {
         let network = InMemoryNetwork()
+        let clock = ManualClock(wallTime: .seconds(1_800_000_000))
         let cluster = try await TestCluster.start(nodes: 2, transport: .inMemory(network))
         var managers: [SessionManager] = []
         var tasks: [Task<Void, any Error>] = []
         for node in cluster.nodes {
             var configuration = SessionManagerConfiguration(name: "persist")
-            configuration.settleTime = .milliseconds(50)
+            configuration.clock = clock
+            configuration.settleTime = .zero
             let manager = try DeltaSessionManager(channel: node, configuration: configuration)
             managers.append(manager)
             tasks.append(Task { try await manager.run() })
         }
-        for manager in managers { try await manager.waitUntilReady() }
+        for manager in managers {
+            try await withDeadline(.seconds(60), "the managers to be ready") { try await manager.waitUntilReady() }
+        }
         do {
-            try await body(managers.map(ClusterPersistDriver.init(manager:)))
+            try await body(managers.map(ClusterPersistDriver.init(manager:)), clock)
         } catch {
             for manager in managers { manager.shutdown() }
             await cluster.stop()
@@ -41,7 +46,7 @@ struct PersistDriverTests {
     }
 
     @Test func setGet() async throws {
-        try await withDrivers { drivers in
+        try await withDrivers { drivers, _ in
             try await drivers[0].set(key: "test", value: "Persist", expires: nil)
             #expect(try await drivers[0].get(key: "test", as: String.self) == "Persist")
             #expect(try await drivers[1].get(key: "test", as: String.self) == "Persist")
@@ -49,7 +54,7 @@ struct PersistDriverTests {
     }
 
     @Test func createGetAndDoubleCreateFails() async throws {
-        try await withDrivers { drivers in
+        try await withDrivers { drivers, _ in
             try await drivers[0].create(key: "c", value: "first", expires: nil)
             #expect(try await drivers[1].get(key: "c", as: String.self) == "first")
             await #expect(throws: PersistError.duplicate) { try await drivers[0].create(key: "c", value: "second", expires: nil) }
@@ -59,7 +64,7 @@ struct PersistDriverTests {
     }
 
     @Test func setTwiceOverwritesEverywhere() async throws {
-        try await withDrivers { drivers in
+        try await withDrivers { drivers, _ in
             try await drivers[0].set(key: "t", value: "one", expires: nil)
             try await drivers[1].set(key: "t", value: "two", expires: nil)
             #expect(try await drivers[0].get(key: "t", as: String.self) == "two")
@@ -68,35 +73,32 @@ struct PersistDriverTests {
     }
 
     @Test func expiresAndExpiredKeyCanBeCreatedAgain() async throws {
-        try await withDrivers { drivers in
+        try await withDrivers { drivers, clock in
             try await drivers[0].create(key: "e", value: "short", expires: .milliseconds(50))
             #expect(try await drivers[1].get(key: "e", as: String.self) == "short")
-            #expect(await eventually(timeout: .seconds(5)) { (try? await drivers[0].get(key: "e", as: String.self)) == nil })
-            #expect(await eventually(timeout: .seconds(5)) { (try? await drivers[1].get(key: "e", as: String.self)) == nil })
+            clock.advance(by: .milliseconds(49))
+            #expect(try await drivers[1].get(key: "e", as: String.self) == "short", "expired before its deadline")
+            clock.advance(by: .milliseconds(1))
+            #expect(try await drivers[0].get(key: "e", as: String.self) == nil)
+            #expect(try await drivers[1].get(key: "e", as: String.self) == nil)
             try await drivers[1].create(key: "e", value: "again", expires: nil)
             #expect(try await drivers[0].get(key: "e", as: String.self) == "again")
         }
     }
 
     @Test func ttlIsAnAbsoluteDeadlineAndNilKeepsIt() async throws {
-        try await withDrivers { drivers in
+        try await withDrivers { drivers, clock in
             try await drivers[0].set(key: "ttl", value: "v", expires: .seconds(60))
             let first = try #require(try await drivers[1].getWithTTL(key: "ttl", as: String.self))
-            let ttl = try #require(first.ttl)
-            #expect(ttl > .seconds(55) && ttl <= .seconds(60))
-            // Let some of the 60 s pass, so that a deadline reset by the next set would show.
-            // (Each node reads its own wall clock, so the nodes' TTLs may differ by a millisecond
-            // or so; the margins below are far wider.)
-            #expect(await eventually(timeout: .seconds(10)) {
-                guard let ttl = try? await drivers[0].getWithTTL(key: "ttl", as: String.self)?.ttl else { return false }
-                return ttl < .milliseconds(59_600)
-            })
+            #expect(first.ttl == .seconds(60))
+            // Let 10 of the 60 s pass, so that a deadline reset by the next set would show.
+            clock.advance(by: .seconds(10))
+            #expect(try await drivers[0].getWithTTL(key: "ttl", as: String.self)?.ttl == .seconds(50))
             // set with nil expiry keeps the existing deadline.
             try await drivers[1].set(key: "ttl", value: "w", expires: nil)
             let second = try #require(try await drivers[0].getWithTTL(key: "ttl", as: String.self))
             #expect(second.object == "w")
-            let kept = try #require(second.ttl)
-            #expect(kept > .seconds(50) && kept < .milliseconds(59_700), "kept \(kept): a reset deadline would be about 60 s")
+            #expect(second.ttl == .seconds(50), "a reset deadline would be 60 s")
             // A key without expiry has no TTL.
             try await drivers[0].set(key: "forever", value: 1, expires: nil)
             #expect(try await drivers[1].getWithTTL(key: "forever", as: Int.self)?.ttl == nil)
@@ -104,21 +106,21 @@ struct PersistDriverTests {
     }
 
     @Test func codableValues() async throws {
-        try await withDrivers { drivers in
+        try await withDrivers { drivers, _ in
             try await drivers[0].set(key: "codable", value: TestCodable(buffer: "hello"), expires: nil)
             #expect(try await drivers[1].get(key: "codable", as: TestCodable.self) == TestCodable(buffer: "hello"))
         }
     }
 
     @Test func invalidGetAsThrowsInvalidConversion() async throws {
-        try await withDrivers { drivers in
+        try await withDrivers { drivers, _ in
             try await drivers[0].set(key: "int", value: TestCodable(buffer: "x"), expires: nil)
             await #expect(throws: PersistError.invalidConversion) { try await drivers[1].get(key: "int", as: Int.self) }
         }
     }
 
     @Test func removeEverywhere() async throws {
-        try await withDrivers { drivers in
+        try await withDrivers { drivers, _ in
             try await drivers[0].set(key: "r", value: "gone soon", expires: nil)
             try await drivers[1].remove(key: "r")
             #expect(try await drivers[0].get(key: "r", as: String.self) == nil)
@@ -129,7 +131,7 @@ struct PersistDriverTests {
     }
 
     @Test func missingKeyIsNil() async throws {
-        try await withDrivers { drivers in
+        try await withDrivers { drivers, _ in
             let value = try await drivers[0].get(key: "nope", as: String.self)
             #expect(value == nil)
             let withTTL = try await drivers[0].getWithTTL(key: "nope", as: String.self)

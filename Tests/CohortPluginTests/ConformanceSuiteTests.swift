@@ -4,6 +4,7 @@ import CohortPluginSDK
 import CohortTestKit
 import CohortTransportTCP
 import Foundation
+import NIOConcurrencyHelpers
 import Testing
 
 /// The conformance suites of CohortTestKit, run against the built-in plugins (linked in and
@@ -91,8 +92,10 @@ struct ConformanceSuiteTests {
             try await DiscoveryConformance.run(name: "selfish", SelfProposingDiscovery(), local: local)
         }
         #expect(selfish?.check == "no self-proposal", "\(String(describing: selfish))")
+        let stubbornProvider = StubbornDiscovery()
+        defer { stubbornProvider.release() }
         let stubborn = await #expect(throws: PluginConformanceFailure.self) {
-            try await DiscoveryConformance.run(name: "stubborn", StubbornDiscovery(), local: local, stopWithin: .milliseconds(300))
+            try await DiscoveryConformance.run(name: "stubborn", stubbornProvider, local: local, stopWithin: .milliseconds(300))
         }
         #expect(stubborn?.check == "stops when cancelled", "\(String(describing: stubborn))")
     }
@@ -115,16 +118,33 @@ struct SelfProposingDiscovery: DiscoveryProvider {
     }
 }
 
-/// Reports once, then ignores cancellation for a while (a bounded busy wait, so the test run
-/// is never held up for long).
-struct StubbornDiscovery: DiscoveryProvider {
+/// Reports once, then ignores cancellation until the test releases it (however long the
+/// suite's checks take on a busy machine, it is still running when they look).
+final class StubbornDiscovery: DiscoveryProvider, Sendable {
+    private let gate = NIOLockedValueBox<(released: Bool, waiter: CheckedContinuation<Void, Never>?)>((false, nil))
+
     var name: String { "stubborn" }
+
     func run(local: Member, report: @escaping @Sendable (DiscoveryEvent) -> Void) async throws {
         report(.candidates([]))
-        let until = ContinuousClock.now.advanced(by: .seconds(2))
-        while ContinuousClock.now < until {
-            // Sleeps that swallow cancellation.
-            try? await Task.sleep(for: .milliseconds(20))
+        // A continuation does not end when its task is cancelled.
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let released = gate.withLockedValue { gate -> Bool in
+                if gate.released { return true }
+                gate.waiter = continuation
+                return false
+            }
+            if released { continuation.resume() }
         }
+    }
+
+    /// Lets `run` return.
+    func release() {
+        let waiter = gate.withLockedValue { gate -> CheckedContinuation<Void, Never>? in
+            gate.released = true
+            defer { gate.waiter = nil }
+            return gate.waiter
+        }
+        waiter?.resume()
     }
 }

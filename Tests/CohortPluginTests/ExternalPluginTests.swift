@@ -13,7 +13,7 @@ import Testing
     .timeLimit(.minutes(2))
 )
 struct ExternalPluginTests {
-    @Test func itLoadsIntoARegistryThroughTheCBoundary() throws {
+    @Test func itLoadsIntoARegistryThroughTheCBoundary() async throws {
         let path = try #require(ExternalPlugin.path)
         let registry = PluginRegistry()
         let loaded = try PluginLoader.load(path, into: registry)
@@ -27,7 +27,7 @@ struct ExternalPluginTests {
         #expect(error?.message.contains("'path'") == true, "\(error?.message ?? "")")
     }
 
-    @Test func threeNodeProcessesFormAClusterThroughIt() throws {
+    @Test func threeNodeProcessesFormAClusterThroughIt() async throws {
         let path = try #require(ExternalPlugin.path)
         let ports = try ChildProcess.freeLoopbackPorts(3)
         let addresses = ports.map { "127.0.0.1:\($0)" }
@@ -44,7 +44,7 @@ struct ExternalPluginTests {
             ]))
         }
         for node in nodes {
-            #expect(node.wait(for: 30) { $0.filter { $0.hasPrefix("member-added") }.count >= 2 }, "\(node.output)")
+            #expect(await node.wait(for: 60) { $0.filter { $0.hasPrefix("member-added") }.count >= 2 }, "\(node.output)")
         }
         for (i, node) in nodes.enumerated() {
             let added = node.output.filter { $0.hasPrefix("member-added") }
@@ -54,9 +54,9 @@ struct ExternalPluginTests {
             }
         }
         nodes[0].send("over the file-discovered cluster")
-        #expect(nodes[0].wait(for: 10) { $0.contains("sent to 2/2 members") }, "\(nodes[0].output)")
+        #expect(await nodes[0].wait(for: 60) { $0.contains("sent to 2/2 members") }, "\(nodes[0].output)")
         for node in nodes { node.signal(SIGTERM) }
-        for node in nodes { #expect(node.waitForExit(seconds: 10) != nil) }
+        for node in nodes { #expect(await node.waitForExit(seconds: 60) != nil) }
     }
 }
 

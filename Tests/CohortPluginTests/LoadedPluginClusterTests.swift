@@ -108,7 +108,7 @@ struct LoadedPluginClusterTests {
 
     @Test(.enabled(if: CFixture.available, "no C compiler on PATH"))
     func pluginsConfigurationKeyLoadsTheLibrary() async throws {
-        let library = try CFixture.codec.library()
+        let library = try await CFixture.codec.library()
         try await withNodes { nodes in
             let registry = PluginRegistry()
             var endpoints: [Endpoint] = []
@@ -130,8 +130,8 @@ struct LoadedPluginClusterTests {
     }
 
     @Test(.enabled(if: CFixture.available, "no C compiler on PATH"))
-    func aLibraryLoadedOnceServesSeveralChannels() throws {
-        let library = try CFixture.codec.library()
+    func aLibraryLoadedOnceServesSeveralChannels() async throws {
+        let library = try await CFixture.codec.library()
         let registry = PluginRegistry()
         var configuration = testConfiguration("shared")
         configuration.plugins = [library]

@@ -20,7 +20,7 @@ struct LoaderTests {
         }
     }
 
-    @Test func loadsAPluginByPathFileNameAndProductName() throws {
+    @Test func loadsAPluginByPathFileNameAndProductName() async throws {
         let byPath = try PluginLoader.load(PluginFiles.path(PluginFiles.json), into: PluginRegistry())
         #expect(byPath.map(\.id) == ["codec.json"])
         #expect(byPath.first?.kind == .codec)
@@ -43,21 +43,21 @@ struct LoaderTests {
         #expect(PluginLoader.searchPath(environment: [:]) == [PluginLoader.executableDirectory])
     }
 
-    @Test func findsAPluginThroughTheSearchPath() throws {
+    @Test func findsAPluginThroughTheSearchPath() async throws {
         let elsewhere = try TemporaryDirectory()
         let loaded = try PluginLoader.load(PluginFiles.binary, into: PluginRegistry(), searchPath: [elsewhere.path, PluginFiles.directory])
         #expect(loaded.map(\.id) == ["codec.binary"])
         #expect(loaded.first?.origin == .file(PluginFiles.directory + "/lib\(PluginFiles.binary).so"))
     }
 
-    @Test func missingFileNamesThePath() throws {
+    @Test func missingFileNamesThePath() async throws {
         let error = try loadError("/nonexistent/cohort/libNothing.so")
         #expect(error.code == .pluginNotFound)
         #expect(error.message.contains("/nonexistent/cohort/libNothing.so"))
         #expect(error.message.contains("does not exist"))
     }
 
-    @Test func bareNameNotOnTheSearchPathListsWhereItLooked() throws {
+    @Test func bareNameNotOnTheSearchPathListsWhereItLooked() async throws {
         let empty = try TemporaryDirectory()
         let error = try loadError("CohortNoSuchPlugin", searchPath: [empty.path, PluginFiles.directory])
         #expect(error.code == .pluginNotFound)
@@ -73,9 +73,9 @@ struct LoaderTests {
     }
 
     @Test(.enabled(if: CFixture.available, "no C compiler on PATH"))
-    func libraryWithoutEntryPointIsNotACohortPlugin() throws {
+    func libraryWithoutEntryPointIsNotACohortPlugin() async throws {
         let registry = PluginRegistry()
-        let error = try loadError(try CFixture.noEntry.library(), into: registry)
+        let error = try loadError(try await CFixture.noEntry.library(), into: registry)
         #expect(error.code == .pluginLoadFailed)
         #expect(error.message.contains("not a Cohort plugin"), "\(error.message)")
         #expect(error.message.contains("cohort_plugin_entry"))
@@ -83,9 +83,9 @@ struct LoaderTests {
     }
 
     @Test(.enabled(if: CFixture.available, "no C compiler on PATH"))
-    func otherABIVersionIsRefusedNamingBothVersions() throws {
+    func otherABIVersionIsRefusedNamingBothVersions() async throws {
         let registry = PluginRegistry()
-        let error = try loadError(try CFixture.badABI.library(), into: registry)
+        let error = try loadError(try await CFixture.badABI.library(), into: registry)
         #expect(error.code == .pluginLoadFailed)
         #expect(error.message.contains("ABI 999"), "\(error.message)")
         #expect(error.message.contains("ABI 3"), "\(error.message)")
@@ -93,15 +93,15 @@ struct LoaderTests {
     }
 
     @Test(.enabled(if: CFixture.available, "no C compiler on PATH"))
-    func aLibraryOfTheRetiredSharedCoreABIIsToldToRebuild() throws {
-        let error = try loadError(try CFixture.retiredABI.library())
+    func aLibraryOfTheRetiredSharedCoreABIIsToldToRebuild() async throws {
+        let error = try loadError(try await CFixture.retiredABI.library())
         #expect(error.code == .pluginLoadFailed)
         #expect(error.message.contains("retired plugin ABI 2"), "\(error.message)")
         #expect(error.message.contains("CohortPluginSDK"), "\(error.message)")
     }
 
     @Test(.enabled(if: CFixture.available, "no C compiler on PATH"))
-    func brokenTablesAreRefusedWithoutCrashing() throws {
+    func brokenTablesAreRefusedWithoutCrashing() async throws {
         let cases: [(CFixture, String)] = [
             (.nullTable, "returned no table"),
             (.badManifest, "manifest that is not valid"),
@@ -109,7 +109,7 @@ struct LoaderTests {
         ]
         for (fixture, expected) in cases {
             let registry = PluginRegistry()
-            let error = try loadError(try fixture.library(), into: registry)
+            let error = try loadError(try await fixture.library(), into: registry)
             #expect(error.code == .pluginLoadFailed, "\(fixture)")
             #expect(error.message.contains(expected), "\(fixture): \(error.message)")
             #expect(registry.plugins.isEmpty, "\(fixture)")
@@ -117,8 +117,8 @@ struct LoaderTests {
     }
 
     @Test(.enabled(if: CFixture.available, "no C compiler on PATH"))
-    func aPluginWrittenInCIsLoadedAndWorks() throws {
-        let path = try CFixture.codec.library()
+    func aPluginWrittenInCIsLoadedAndWorks() async throws {
+        let path = try await CFixture.codec.library()
         let registry = PluginRegistry()
         let loaded = try PluginLoader.load(path, into: registry)
         #expect(loaded.map(\.id) == ["codec.ctree"])
@@ -131,7 +131,7 @@ struct LoaderTests {
         try CodecConformance.run(codec, consumesWholeBuffer: false)
     }
 
-    @Test func loadingTheSamePluginTwiceIntoOneRegistryIsADuplicate() throws {
+    @Test func loadingTheSamePluginTwiceIntoOneRegistryIsADuplicate() async throws {
         let registry = PluginRegistry()
         try PluginLoader.load(PluginFiles.path(PluginFiles.staticDiscovery), into: registry)
         let error = try loadError(PluginFiles.path(PluginFiles.staticDiscovery), into: registry)
@@ -142,7 +142,7 @@ struct LoaderTests {
         #expect(try PluginLoader.load(PluginFiles.path(PluginFiles.staticDiscovery), into: PluginRegistry()).map(\.id) == ["discovery.static"])
     }
 
-    @Test func aLoadedPluginCollidesWithTheBuiltInOfTheSameId() throws {
+    @Test func aLoadedPluginCollidesWithTheBuiltInOfTheSameId() async throws {
         let registry = PluginRegistry()
         BuiltInPlugins.register(into: registry)
         let error = try loadError(PluginFiles.path(PluginFiles.json), into: registry)
@@ -150,7 +150,7 @@ struct LoaderTests {
         #expect(error.message.contains("built-in"))
     }
 
-    @Test func nonLibraryFilesAreRefusedClearly() throws {
+    @Test func nonLibraryFilesAreRefusedClearly() async throws {
         let dir = try TemporaryDirectory()
         let text = dir.file("libNotAPlugin.so")
         try "this is a text file, not a shared library\n".write(toFile: text, atomically: true, encoding: .utf8)
@@ -168,7 +168,7 @@ struct LoaderTests {
         #expect(try loadError(folder).code == .pluginLoadFailed)
     }
 
-    @Test func loadedFactoriesComeFromTheLibrary() throws {
+    @Test func loadedFactoriesComeFromTheLibrary() async throws {
         let registry = try PluginFiles.registry(loading: [PluginFiles.tcp, PluginFiles.binary, PluginFiles.json, PluginFiles.staticDiscovery])
         let rows = registry.plugins
         #expect(rows.map(\.id) == ["codec.binary", "codec.json", "discovery.static", "transport.tcp"])

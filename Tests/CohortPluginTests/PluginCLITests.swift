@@ -13,9 +13,9 @@ import Testing
 struct PluginCLITests {
     static var executable: String { CohortExecutable.path }
 
-    @Test func pluginsCommandListsLoadedPluginsWithTheirFile() throws {
-        let library = try CFixture.codec.library()
-        let result = try ChildProcess.run(Self.executable, ["plugins", "--plugin", library])
+    @Test func pluginsCommandListsLoadedPluginsWithTheirFile() async throws {
+        let library = try await CFixture.codec.library()
+        let result = try await ChildProcess.run(Self.executable, ["plugins", "--plugin", library])
         #expect(result.status == 0, "\(result.stderr)")
         let row = result.stdout.split(separator: "\n").first { $0.hasPrefix("codec.ctree ") }
         #expect(row != nil, "no codec.ctree row in:\n\(result.stdout)")
@@ -26,10 +26,10 @@ struct PluginCLITests {
         #expect(result.stderr.contains("loaded plugin codec.ctree"), "\(result.stderr)")
     }
 
-    @Test func pluginsCommandFindsABareNameOnThePluginPath() throws {
-        let library = try CFixture.codec.library()
+    @Test func pluginsCommandFindsABareNameOnThePluginPath() async throws {
+        let library = try await CFixture.codec.library()
         let folder = (library as NSString).deletingLastPathComponent
-        let result = try ChildProcess.run(
+        let result = try await ChildProcess.run(
             Self.executable,
             ["plugins", "--plugin", (library as NSString).lastPathComponent],
             environment: ProcessInfo.processInfo.environment.merging(["COHORT_PLUGIN_PATH": folder]) { $1 }
@@ -39,47 +39,48 @@ struct PluginCLITests {
         #expect(row?.hasSuffix(library) == true, "\(result.stdout)")
     }
 
-    @Test func nodeRefusesAPluginOfAnotherABI() throws {
+    @Test func nodeRefusesAPluginOfAnotherABI() async throws {
         let port = try ChildProcess.freeLoopbackPorts(1)[0]
-        let result = try ChildProcess.run(Self.executable, ["node", "--name", "bad", "--listen", "127.0.0.1:\(port)", "--plugin", try CFixture.badABI.library()])
+        let result = try await ChildProcess.run(Self.executable, ["node", "--name", "bad", "--listen", "127.0.0.1:\(port)", "--plugin", try await CFixture.badABI.library()])
         #expect(result.status != 0)
         #expect(result.stderr.contains("ABI 999"), "\(result.stderr)")
         #expect(result.stderr.contains("ABI 3"), "\(result.stderr)")
         #expect(!result.stdout.contains("listening"), "the node started anyway: \(result.stdout)")
     }
 
-    @Test func pluginsCommandRefusesBrokenLibrariesWithoutCrashing() throws {
+    @Test func pluginsCommandRefusesBrokenLibrariesWithoutCrashing() async throws {
         let cases: [(String, String)] = [
-            (try CFixture.noEntry.library(), "not a Cohort plugin"),
-            (try CFixture.retiredABI.library(), "retired plugin ABI 2"),
-            (try CFixture.badManifest.library(), "manifest that is not valid"),
+            (try await CFixture.noEntry.library(), "not a Cohort plugin"),
+            (try await CFixture.retiredABI.library(), "retired plugin ABI 2"),
+            (try await CFixture.badManifest.library(), "manifest that is not valid"),
             ("CohortNoSuchPlugin", "looked in"),
         ]
         for (plugin, expected) in cases {
-            let result = try ChildProcess.run(Self.executable, ["plugins", "--plugin", plugin])
+            let result = try await ChildProcess.run(Self.executable, ["plugins", "--plugin", plugin])
             #expect(result.status == 2, "\(plugin): exit \(result.status) — a crash exits otherwise: \(result.stderr)")
             #expect(result.stderr.contains(expected), "\(plugin): \(result.stderr)")
         }
     }
 
-    @Test func nodeLoadsThePluginsNamedInTheConfigurationFile() throws {
+    @Test func nodeLoadsThePluginsNamedInTheConfigurationFile() async throws {
         let port = try ChildProcess.freeLoopbackPorts(1)[0]
         let dir = try TemporaryDirectory()
         let configuration = dir.file("node.json")
+        let library = try await CFixture.codec.library()
         let json = """
-            {"name": "configured", "listen": "127.0.0.1:\(port)", "plugins": ["\(try CFixture.codec.library())"], "codec": "ctree"}
+            {"name": "configured", "listen": "127.0.0.1:\(port)", "plugins": ["\(library)"], "codec": "ctree"}
             """
         try json.write(toFile: configuration, atomically: true, encoding: .utf8)
         let node = try ChildProcess(Self.executable, ["node", "--config", configuration])
         defer { node.signal(SIGKILL) }
-        _ = node.wait(for: 20) { lines in lines.contains { $0.hasPrefix("listening") } || !node.isRunning }
+        _ = await node.wait(for: 60) { lines in lines.contains { $0.hasPrefix("listening") } || !node.isRunning }
         #expect(node.output.contains { $0.hasPrefix("listening configured") }, "\(node.output)")
         node.signal(SIGTERM)
-        _ = node.waitForExit(seconds: 10)
+        _ = await node.waitForExit(seconds: 60)
     }
 
-    @Test func threeNodesExchangeLinesThroughACodecWrittenInC() throws {
-        let library = try CFixture.codec.library()
+    @Test func threeNodesExchangeLinesThroughACodecWrittenInC() async throws {
+        let library = try await CFixture.codec.library()
         let ports = try ChildProcess.freeLoopbackPorts(3)
         let addresses = ports.map { "127.0.0.1:\($0)" }
         var nodes: [ChildProcess] = []
@@ -92,15 +93,15 @@ struct PluginCLITests {
             ]))
         }
         for node in nodes {
-            #expect(node.wait(for: 30) { $0.filter { $0.hasPrefix("member-added") }.count >= 2 }, "\(node.output)")
+            #expect(await node.wait(for: 60) { $0.filter { $0.hasPrefix("member-added") }.count >= 2 }, "\(node.output)")
         }
         nodes[0].send("over a codec written in C")
-        #expect(nodes[0].wait(for: 10) { $0.contains("sent to 2/2 members") }, "\(nodes[0].output)")
+        #expect(await nodes[0].wait(for: 60) { $0.contains("sent to 2/2 members") }, "\(nodes[0].output)")
         for node in nodes.dropFirst() {
-            #expect(node.wait(for: 10) { $0.contains { $0.contains("over a codec written in C") } }, "\(node.output)")
+            #expect(await node.wait(for: 60) { $0.contains { $0.contains("over a codec written in C") } }, "\(node.output)")
         }
         for node in nodes { node.signal(SIGTERM) }
-        for node in nodes { #expect(node.waitForExit(seconds: 10) != nil) }
+        for node in nodes { #expect(await node.waitForExit(seconds: 60) != nil) }
     }
 }
 

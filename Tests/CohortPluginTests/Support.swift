@@ -66,26 +66,33 @@ enum CFixture: String, CaseIterable, Sendable {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
     }
 
-    private static let built = NIOLockedValueBox<[CFixture: String]>([:])
+    private static let builds = NIOLockedValueBox<[CFixture: Task<String, any Error>]>([:])
     private static let folder = try? TemporaryDirectory()
 
-    /// The library's path, compiled on first use (once per test process).
-    func library() throws -> String {
-        try Self.built.withLockedValue { built in
-            if let path = built[self] { return path }
-            guard let compiler = Self.compiler, let folder = Self.folder else {
-                throw CohortError(.internal, "no C compiler on PATH to build the C plugin fixtures")
-            }
-            let output = folder.file("libctree\(rawValue.isEmpty ? "" : "-" + rawValue).so")
-            var arguments = ["-shared", "-fPIC", "-w", "-I", Self.packageRoot + "/Sources/CCohortPluginABI/include", "-o", output, Self.packageRoot + "/Tests/CohortPluginTests/Fixtures/ctree.c"]
-            if !rawValue.isEmpty { arguments.append("-D" + rawValue) }
-            let result = try ChildProcess.run(compiler, arguments)
-            guard result.status == 0 else {
-                throw CohortError(.internal, "compiling the C fixture \(self) failed: \(result.stderr)")
-            }
-            built[self] = output
-            return output
+    /// The library's path, compiled on first use (once per test process; the tests that need
+    /// it meanwhile wait for the one compilation without blocking a thread).
+    func library() async throws -> String {
+        let build = Self.builds.withLockedValue { builds in
+            if let build = builds[self] { return build }
+            let build = Task { try await self.compile() }
+            builds[self] = build
+            return build
         }
+        return try await build.value
+    }
+
+    private func compile() async throws -> String {
+        guard let compiler = Self.compiler, let folder = Self.folder else {
+            throw CohortError(.internal, "no C compiler on PATH to build the C plugin fixtures")
+        }
+        let output = folder.file("libctree\(rawValue.isEmpty ? "" : "-" + rawValue).so")
+        var arguments = ["-shared", "-fPIC", "-w", "-I", Self.packageRoot + "/Sources/CCohortPluginABI/include", "-o", output, Self.packageRoot + "/Tests/CohortPluginTests/Fixtures/ctree.c"]
+        if !rawValue.isEmpty { arguments.append("-D" + rawValue) }
+        let result = try await ChildProcess.run(compiler, arguments, timeout: 120)
+        guard result.status == 0 else {
+            throw CohortError(.internal, "compiling the C fixture \(self) failed: \(result.stderr)")
+        }
+        return output
     }
 
     /// Whether the fixtures can be built here.
@@ -139,11 +146,12 @@ final class RunningNodes: @unchecked Sendable {
         return try await channel.waitUntilRunning()
     }
 
-    /// Waits until every node sees `count - 1` others.
-    func waitForMesh(_ count: Int, timeout: Duration = .seconds(20)) async -> Bool {
-        await eventually(timeout: timeout, poll: .milliseconds(20)) {
-            channels.allSatisfy { $0.view.members.count == count - 1 }
+    /// Waits until every node sees `count - 1` others (woken by membership events).
+    func waitForMesh(_ count: Int, timeout: Duration = .seconds(60)) async -> Bool {
+        for channel in channels {
+            do { try await channel.waitForMembers(count - 1, timeout: timeout) } catch { return false }
         }
+        return true
     }
 
     var views: String { channels.map { "\($0.configuration.name): \($0.view.members.map(\.name).sorted())" }.joined(separator: "; ") }

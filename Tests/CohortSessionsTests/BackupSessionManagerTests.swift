@@ -24,11 +24,8 @@ struct BackupSessionManagerTests {
                 try session.setAttribute("visits", 1)
             }
             let newOwner = cluster.nodes[2].channel.localMember.id
-            await expectEventually("every node to learn the new owner") {
-                var all = true
-                for node in 0...2 where await holders(cluster[node], id)?.owner != newOwner { all = false }
-                return all
-            }
+            try await cluster.settle()
+            for node in 0...2 { #expect(await holders(cluster[node], id)?.owner == newOwner, "node \(node + 1) knows the new owner") }
             // Node 1 reads it back (a fetch from node 3).
             #expect(try await cluster[0].session(id)?.attribute("visits", as: Int.self) == 1)
             #expect(cluster[2].statistics.active + cluster[0].statistics.active == 1)
@@ -46,10 +43,10 @@ struct BackupSessionManagerTests {
             let survivors = [1, 2]
             let heir = try #require(survivors.first { cluster.nodes[$0].channel.localMember.id == location.backups[0] })
             let other = survivors.first { $0 != heir }!
-            await expectEventually("the backup to become the owner with a new backup on the other node") {
-                let now = await holders(cluster[heir], id)
-                return now?.owner == cluster.nodes[heir].channel.localMember.id && now?.backups == [cluster.nodes[other].channel.localMember.id]
-            }
+            try await cluster.settle()
+            let now = await holders(cluster[heir], id)
+            #expect(now?.owner == cluster.nodes[heir].channel.localMember.id, "the backup became the owner")
+            #expect(now?.backups == [cluster.nodes[other].channel.localMember.id], "with a new backup on the other node")
             for node in survivors {
                 #expect(try await cluster[node].session(id)?.attribute("n", as: Int.self) == 20, "an acknowledged write was lost (node \(node + 1))")
             }
@@ -69,12 +66,9 @@ struct BackupSessionManagerTests {
             await cluster.kill(backup)
             try await cluster.waitForViews()
             let spareID = cluster.nodes[spare].channel.localMember.id
-            await expectEventually("the owner to put a backup on the spare node") {
-                await holders(cluster[0], id)?.backups == [spareID]
-            }
-            await expectEventually("the spare node to hold the copy") {
-                await (cluster[spare].backend as? PrimaryBackupReplicator<SessionRecord>)?.state.copies[id] != nil
-            }
+            try await cluster.settle()
+            #expect(await holders(cluster[0], id)?.backups == [spareID], "the owner put a backup on the spare node")
+            #expect(await (cluster[spare].backend as? PrimaryBackupReplicator<SessionRecord>)?.state.copies[id] != nil, "the spare node holds the copy")
             await cluster.kill(0)
             try await cluster.waitForViews()
             #expect(try await cluster[spare].session(id)?.attribute("n", as: Int.self) == 7)
@@ -90,12 +84,10 @@ struct BackupSessionManagerTests {
                 #expect(try await cluster[node].session(gone) == nil)
                 #expect(await holders(cluster[node], gone) == nil)
             }
-            cluster.clock.advance(by: .seconds(61))
-            await expectEventually("the owner to expire the idle session and everyone to forget it") {
-                var forgotten = true
-                for node in 0...2 where await holders(cluster[node], idle) != nil { forgotten = false }
-                return forgotten
-            }
+            try await cluster.advance(by: .seconds(59))
+            for node in 0...2 { #expect(await holders(cluster[node], idle) != nil, "expired early on node \(node + 1)") }
+            try await cluster.advance(by: .seconds(2))
+            for node in 0...2 { #expect(await holders(cluster[node], idle) == nil, "node \(node + 1) still knows the expired session") }
             #expect(cluster[1].statistics.expired == 1)
             #expect(try await cluster[0].session(idle) == nil)
         }

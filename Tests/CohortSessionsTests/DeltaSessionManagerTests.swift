@@ -57,16 +57,18 @@ struct DeltaSessionManagerTests {
     @Test func idleExpiryOnEveryNodeWithoutMessages() async throws {
         try await SessionTestCluster.with(.delta, nodes: 3, configure: { _, c in c.maxInactiveInterval = .seconds(1800) }) { cluster in
             let id = try await cluster[0].createSession().id
-            cluster.clock.advance(by: .seconds(600))
+            try await cluster.advance(by: .seconds(600))
             try await cluster[1].withSession(id) { _ in }  // an access on B: the only message
-            cluster.clock.advance(by: .seconds(1500))  // 35 min after creation, 25 after the access
+            try await cluster.advance(by: .seconds(1500))  // 35 min after creation, 25 after the access
             for node in 0...2 { #expect(try await cluster[node].session(id) != nil, "node \(node + 1) expired too early") }
+            #expect(cluster.managers.allSatisfy { $0.statistics.expired == 0 })
             let sentBefore = cluster.managers.map(\.statistics.replicatedChanges)
-            cluster.clock.advance(by: .seconds(301))  // 30 min and 1 s after the access
-            await expectEventually("every node to expire its copy") {
-                cluster.managers.allSatisfy { $0.statistics.expired == 1 && $0.statistics.active == 0 }
+            try await cluster.advance(by: .seconds(301))  // 30 min and 1 s after the access: every sweep has run
+            for node in 0...2 {
+                #expect(cluster[node].statistics.expired == 1, "node \(node + 1) did not expire its copy")
+                #expect(cluster[node].statistics.active == 0)
+                #expect(try await cluster[node].session(id) == nil)
             }
-            for node in 0...2 { #expect(try await cluster[node].session(id) == nil) }
             #expect(cluster.managers.map(\.statistics.replicatedChanges) == sentBefore, "expiry must not send messages")
         }
     }
@@ -74,7 +76,7 @@ struct DeltaSessionManagerTests {
     @Test func sessionIDChangeAndAbsoluteExpiry() async throws {
         try await SessionTestCluster.with(.delta, nodes: 2) { cluster in
             let id = try await cluster[0].createSession { try $0.setAttribute("cart", ["apple"]) }.id
-            let deadline = Date().addingTimeInterval(60)
+            let deadline = cluster.clock.date.addingTimeInterval(60)
             try await cluster[0].withSession(id) { session in
                 session.changeID(to: "renamed")
                 session.absoluteExpiry = deadline
@@ -82,10 +84,13 @@ struct DeltaSessionManagerTests {
             #expect(try await cluster[1].session(id) == nil)
             let moved = try #require(try await cluster[1].session("renamed"))
             #expect(try moved.attribute("cart", as: [String].self) == ["apple"])
-            #expect(abs((moved.absoluteExpiry?.timeIntervalSince1970 ?? 0) - deadline.timeIntervalSince1970) < 0.01)
-            cluster.clock.advance(by: .seconds(61))
-            await expectEventually("the absolute deadline to expire it everywhere") {
-                cluster.managers.allSatisfy { $0.statistics.active == 0 }
+            #expect(moved.absoluteExpiry == deadline)
+            try await cluster.advance(by: .seconds(59))
+            #expect(cluster.managers.allSatisfy { $0.statistics.active == 1 }, "expired before the absolute deadline")
+            try await cluster.advance(by: .seconds(2))
+            for node in 0...1 {
+                #expect(cluster[node].statistics.active == 0, "node \(node + 1) kept a session past its absolute deadline")
+                #expect(try await cluster[node].session("renamed") == nil)
             }
         }
     }
@@ -110,8 +115,12 @@ struct DeltaSessionManagerTests {
 
     @Test func asynchronousModeReturnsAtOnceAndConverges() async throws {
         try await SessionTestCluster.with(.delta, nodes: 2, configure: { _, c in c.mode = .asynchronous }) { cluster in
+            let onB = cluster[1].events()
             let id = try await cluster[0].createSession { try $0.setAttribute("k", "v") }.id
-            await expectEventually("the session to reach node 2") { (try? await cluster[1].session(id)) != nil }
+            try await withDeadline(.seconds(60), "the session to reach node 2") {
+                for await event in onB where event == .created(id: id, origin: .replicated) { return }
+            }
+            #expect(try await cluster[1].session(id)?.attribute("k", as: String.self) == "v")
         }
     }
 
@@ -139,11 +148,13 @@ struct DeltaSessionManagerTests {
             try await cluster[0].create(key: "k", value: ["a": 1], expiresAt: nil)
             await #expect(throws: CohortError.self) { try await cluster[1].create(key: "k", value: ["a": 2]) }
             #expect(try await cluster[1].get(key: "k", as: [String: Int].self) == ["a": 1])
-            try await cluster[1].set(key: "k", value: ["a": 3], expiresAt: Date().addingTimeInterval(100))
+            try await cluster[1].set(key: "k", value: ["a": 3], expiresAt: cluster[1].now.addingTimeInterval(100))
             let (value, ttl) = try #require(try await cluster[0].getWithTTL(key: "k", as: [String: Int].self))
             #expect(value == ["a": 3])
-            // The managers' wall time stands still on the manual clock, so allow for the real time the test took.
-            #expect(ttl.map { $0 > .seconds(97) && $0 <= .seconds(103) } == true, "ttl \(String(describing: ttl))")
+            // Both nodes read the wall time of the one manual clock: the TTL is exact.
+            #expect(ttl == .seconds(100))
+            try await cluster.advance(by: .seconds(40))
+            #expect(try await cluster[1].getWithTTL(key: "k", as: [String: Int].self)?.ttl == .seconds(60))
             try await cluster[0].set(key: "k", value: ["a": 4])  // keeps the deadline
             #expect(try await cluster[1].getWithTTL(key: "k", as: [String: Int].self)?.ttl != nil)
             try await cluster[0].remove(key: "k")
@@ -155,8 +166,9 @@ struct DeltaSessionManagerTests {
 
     @Test func keyExpiredButNotSweptCanBeCreatedAgainElsewhere() async throws {
         try await SessionTestCluster.with(.delta, nodes: 2, configure: { _, c in c.expiryCheckInterval = .seconds(3600) }) { cluster in
-            try await cluster[0].create(key: "e", value: "short", expiresAt: Date().addingTimeInterval(10))
-            cluster.clock.advance(by: .seconds(11))  // expired on both nodes; no sweep has run
+            try await cluster[0].create(key: "e", value: "short", expiresAt: cluster.clock.date.addingTimeInterval(10))
+            try await cluster.advance(by: .seconds(11))  // expired on both nodes; no sweep has run (the next is in an hour)
+            #expect(cluster.managers.allSatisfy { $0.statistics.expired == 0 })
             #expect(try await cluster[0].get(key: "e", as: String.self) == nil)
             #expect(try await cluster[1].get(key: "e", as: String.self) == nil)
             try await cluster[1].create(key: "e", value: "again")

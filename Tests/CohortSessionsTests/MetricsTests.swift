@@ -56,11 +56,11 @@ struct MetricsTests {
             #expect(a.count("cohort.sessions.replication_latency") == 1)
             #expect(b.count("cohort.sessions.transfer_time") == 1)
             #expect(cluster[0].statistics.replicatedBytes == Int(a.total("cohort.sessions.replicated_bytes")))
-            cluster.clock.advance(by: .seconds(61))
-            await expectEventually("the session to expire on both nodes") {
-                a.total("cohort.sessions.expired") == 1 && b.total("cohort.sessions.expired") == 1
-            }
+            try await cluster.advance(by: .seconds(61))
+            #expect(a.total("cohort.sessions.expired") == 1)
+            #expect(b.total("cohort.sessions.expired") == 1)
             #expect(a.last("cohort.sessions.active") == 0)
+            #expect(b.last("cohort.sessions.active") == 0)
         }
     }
 }

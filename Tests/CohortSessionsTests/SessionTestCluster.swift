@@ -8,12 +8,16 @@ import CohortTransportTCP
 import Logging
 import NIOConcurrencyHelpers
 import Testing
+@testable import CohortSessions
 
 /// Nodes with a session manager each, over the in-memory network or loopback TCP, that can
 /// grow (a node joins later), lose a node (killed without a goodbye), and stop.
 ///
 /// Channels run on the system clock (heartbeats, failure detection); managers run on one shared
-/// ``ManualClock`` so that expiry is driven by the test.
+/// ``ManualClock``, so expiry, sweeps, the settle time and transfer stall timeouts move only when
+/// the test calls ``advance(by:)``, and every node reads the same wall time. Waits are woken by
+/// events (membership changes, the clock's sleepers, the managers' send queues), each bounded
+/// by a generous real-time limit that only turns a hang into a failure.
 final class SessionTestCluster: @unchecked Sendable {
     enum Kind: Sendable {
         case delta
@@ -31,7 +35,9 @@ final class SessionTestCluster: @unchecked Sendable {
 
     let kind: Kind
     let network: InMemoryNetwork?
-    let clock = ManualClock()
+    /// The managers' clock; its wall time starts on a whole second, so deadlines and TTLs in
+    /// tests come out exact.
+    let clock = ManualClock(wallTime: .seconds(1_800_000_000))
     let logs = LogCapture(level: .info)
     private let lock = NIOLock()
     private var _nodes: [Node] = []
@@ -41,6 +47,9 @@ final class SessionTestCluster: @unchecked Sendable {
     subscript(index: Int) -> SessionManager { nodes[index].manager }
     var managers: [SessionManager] { nodes.map(\.manager) }
     var alive: [SessionManager] { nodes.filter(\.alive).map(\.manager) }
+    /// Managers whose `run()` was started and that were not killed: each has one timer loop on
+    /// ``clock``.
+    var running: [SessionManager] { nodes.filter { $0.alive && $0.managerTask != nil }.map(\.manager) }
 
     init(kind: Kind, tcp: Bool = false, configure: @escaping @Sendable (Int, inout SessionManagerConfiguration) -> Void = { _, _ in }) {
         self.kind = kind
@@ -53,7 +62,7 @@ final class SessionTestCluster: @unchecked Sendable {
         let cluster = SessionTestCluster(kind: kind, tcp: tcp, configure: configure)
         for _ in 0..<count {
             let index = try await cluster.addNode()
-            try await cluster[index].waitUntilReady()
+            try await cluster.waitUntilReady(index)
         }
         return cluster
     }
@@ -91,10 +100,7 @@ final class SessionTestCluster: @unchecked Sendable {
         let channelTask = Task { try await channel.run() }
         _ = try await channel.waitUntilRunning()
         let expected = endpoints.count
-        let meshed = await eventually(timeout: .seconds(10)) {
-            channel.view.members.count >= expected
-        }
-        guard meshed else { throw CohortError(.timeout, "node\(index + 1) did not see its \(expected) members: \(channel.view)") }
+        try await channel.waitForView("node\(index + 1) to see its \(expected) members") { $0.members.count >= expected }
         var settings = SessionManagerConfiguration(name: "app")
         settings.clock = clock
         settings.settleTime = .zero
@@ -108,6 +114,21 @@ final class SessionTestCluster: @unchecked Sendable {
         lock.withLock { _nodes.append(node) }
         if startManager { self.startManager(index) }
         return index
+    }
+
+    /// Waits until a node's manager is ready (bounded: a transfer that never ends fails the test).
+    func waitUntilReady(_ index: Int, timeout: Duration = .seconds(60)) async throws {
+        let manager = nodes[index].manager
+        try await withDeadline(timeout, "node\(index + 1)'s manager to be ready") { try await manager.waitUntilReady() }
+    }
+
+    /// Whether a node's manager is ready now.
+    func isReady(_ index: Int) async -> Bool {
+        switch nodes[index].manager.backend {
+        case let replicator as AllCopiesReplicator<SessionRecord>: return await replicator.isReady
+        case let replicator as PrimaryBackupReplicator<SessionRecord>: return await replicator.state.isReady
+        default: return false
+        }
     }
 
     /// Starts a node's manager.
@@ -132,13 +153,40 @@ final class SessionTestCluster: @unchecked Sendable {
         _ = try? await node.managerTask?.value
     }
 
-    /// Waits until every live node's channel no longer sees the killed ones.
-    func waitForViews(timeout: Duration = .seconds(15)) async throws {
+    /// Waits until every live node's channel sees exactly the other live nodes (woken by
+    /// membership events).
+    func waitForViews(timeout: Duration = .seconds(60)) async throws {
         let live = nodes.filter(\.alive)
-        let ok = await eventually(timeout: timeout) {
-            live.allSatisfy { $0.channel.view.members.count == live.count - 1 }
+        for node in live {
+            try await node.channel.waitForMembers(live.count - 1, timeout: timeout)
         }
-        if !ok { throw CohortError(.timeout, "views did not settle: \(live.map { "\($0.channel.view)" })") }
+    }
+
+    /// Waits until no live manager has anything queued to send (state transfers, backup copies,
+    /// location updates) and each has applied the membership changes its channel knows. What one
+    /// node sends can make another queue more, so this repeats until a round finds every node
+    /// idle.
+    func settle(timeout: Duration = .seconds(60)) async throws {
+        let managers = alive
+        try await withDeadline(timeout, "the managers to send what they queued") {
+            for _ in 0..<1_000 {
+                var busy = false
+                for manager in managers {
+                    if await manager.waitUntilIdle() { busy = true }
+                }
+                if !busy { return }
+            }
+            throw CohortError(.timeout, "the managers kept queueing messages for 1,000 rounds")
+        }
+    }
+
+    /// Moves the managers' clock forward and returns once every timer loop that woke has run its
+    /// turn (expiry sweeps, settle and stall deadlines) and everything that sent is applied.
+    func advance(by duration: Duration) async throws {
+        let timers = running.count
+        try await clock.waitForSleepers(timers)
+        try await clock.advance(by: duration, thenWaitForSleepers: timers)
+        try await settle()
     }
 
     /// Stops every node gracefully.
@@ -149,15 +197,3 @@ final class SessionTestCluster: @unchecked Sendable {
         for node in nodes { _ = try? await node.channelTask.value }
     }
 }
-
-/// Fails the test with a message unless `condition` becomes true within `timeout`.
-func expectEventually(
-    _ what: @autoclosure () -> String,
-    timeout: Duration = .seconds(10),
-    sourceLocation: SourceLocation = #_sourceLocation,
-    _ condition: () async throws -> Bool
-) async rethrows {
-    let ok = try await eventually(timeout: timeout, condition)
-    if !ok { Issue.record("timed out waiting for \(what())", sourceLocation: sourceLocation) }
-}
-

@@ -38,8 +38,9 @@ enum MulticastSocket {
             if let ttl = configuration.ttl {
                 try await options.setIPMulticastTTL(CUnsignedChar(ttl)).get()
             }
-            if let device, let address = device.address, let interface = inAddress(of: address) {
-                try await options.setIPMulticastIF(interface).get()
+            if let device, let address = device.address, let interface = ipv4Bits(of: address) {
+                // IP_MULTICAST_IF takes a `struct in_addr`: four bytes in network order.
+                try await options.unsafeSetSocketOption(level: .ip, name: .ip_multicast_if, value: interface).get()
             }
             return channel
         } catch {
@@ -54,7 +55,7 @@ enum MulticastSocket {
     /// request is made directly.
     static func join(_ channel: any Channel, group: SocketAddress, device: NIONetworkDevice?) async throws {
         guard let device, !device.multicastSupported,
-              let groupAddress = inAddress(of: group), let interfaceAddress = device.address.flatMap(inAddress(of:))
+              let groupAddress = ipv4Bits(of: group), let interfaceAddress = device.address.flatMap(ipv4Bits(of:))
         else {
             guard let multicast = channel as? any MulticastChannel else {
                 throw CohortError(.internal, "the datagram channel does not support multicast")
@@ -65,7 +66,7 @@ enum MulticastSocket {
         guard let options = channel as? any SocketOptionProvider else {
             throw CohortError(.internal, "the datagram channel does not expose socket options")
         }
-        let request = ip_mreq(imr_multiaddr: groupAddress, imr_interface: interfaceAddress)
+        let request = MembershipRequest(group: groupAddress, interface: interfaceAddress)
         try await options.unsafeSetSocketOption(level: .ip, name: .ip_add_membership, value: request).get()
     }
 
@@ -115,11 +116,20 @@ final class DatagramHandler: ChannelInboundHandler, Sendable {
     }
 }
 
-/// The IPv4 address of a socket address as the C type socket options take (nil for IPv6 and
-/// Unix addresses). Made from the text form, so it needs nothing from NIO's C modules.
-func inAddress(of address: SocketAddress) -> in_addr? {
+/// The IPv4 address of a socket address as the four bytes, in network order, that socket
+/// options take (`in_addr`); nil for IPv6 and Unix addresses. Made from the text form with
+/// `inet_pton`, so it needs no C struct from NIO's or the C library's modules (which one defines
+/// `in_addr` differs between build configurations).
+func ipv4Bits(of address: SocketAddress) -> UInt32? {
     guard case .v4 = address, let text = address.ipAddress else { return nil }
-    var result = in_addr()
-    guard inet_pton(AF_INET, text, &result) == 1 else { return nil }
-    return result
+    var bits: UInt32 = 0
+    guard inet_pton(AF_INET, text, &bits) == 1 else { return nil }
+    return bits
+}
+
+/// The layout of `struct ip_mreq` (IP_ADD_MEMBERSHIP): the group, then the interface, each an
+/// `in_addr` in network order.
+struct MembershipRequest {
+    var group: UInt32
+    var interface: UInt32
 }

@@ -97,7 +97,7 @@ final class EventRecorder: Sendable {
     func record(_ event: DiscoveryEvent) { events.withLockedValue { $0.append(event) } }
 
     /// Waits until the latest candidate list is the expected one.
-    func waitFor(_ expected: [Endpoint], timeout: Duration = .seconds(10)) async -> Bool {
+    func waitFor(_ expected: [Endpoint], timeout: Duration = .seconds(30)) async -> Bool {
         await eventually(timeout: timeout, poll: .milliseconds(10)) { self.latest == expected }
     }
 }

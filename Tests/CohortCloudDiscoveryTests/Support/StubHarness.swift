@@ -49,12 +49,14 @@ final class StubHarness: Sendable {
     /// Replaces the token file atomically (new inode), as the kubelet rotates it.
     func writeToken(_ token: String) throws { try directory.write(token, to: "token") }
 
-    /// A configuration pointed at the stub, with quick timers; `extra` settings win.
+    /// A configuration pointed at the stub, with quick polls and generous request timeouts (a
+    /// loaded machine must not turn a slow answer into a failure the test did not ask for);
+    /// `extra` settings win.
     func configuration(_ extra: [String: String] = [:]) throws -> KubernetesDiscoveryConfiguration {
         var settings = [
             "apiHost": "127.0.0.1", "apiPort": "\(stub.port)", "namespace": "demo", "caFile": pki.caFile,
             "tokenFile": tokenFile, "pollIntervalMs": "40", "backoffInitialMs": "20", "backoffMaxMs": "80",
-            "requestTimeoutMs": "2000", "connectTimeoutMs": "1000",
+            "requestTimeoutMs": "20000", "connectTimeoutMs": "10000",
         ]
         settings.merge(extra) { $1 }
         return try KubernetesDiscoveryConfiguration(settings: settings, environment: [:]) { _ in nil }

@@ -47,7 +47,7 @@ final class FakeMember: @unchecked Sendable {
         frame.writeBuffer(&body)
         try await channel.writeAndFlush(frame)
         let fake = FakeMember(member: member, channel: channel, collector: collector)
-        let answered = await eventually(timeout: .seconds(5)) { fake.frames.contains { $0.kind == .helloReply } }
+        let answered = await eventually(timeout: .seconds(30)) { fake.frames.contains { $0.kind == .helloReply } }
         guard answered else { throw CohortError(.timeout, "no hello reply from \(endpoint)") }
         return fake
     }
@@ -76,7 +76,7 @@ final class FakeMember: @unchecked Sendable {
         frame.writeBuffer(&body)
         try await channel.writeAndFlush(frame)
         var answer: Answer?
-        _ = await eventually(timeout: .seconds(5)) {
+        _ = await eventually(timeout: .seconds(30)) {
             for var frame in self.frames where frame.kind == .processed || frame.kind == .failed {
                 guard frame.body.readInteger(as: UInt64.self) == seq else { continue }
                 if frame.kind == .processed {

@@ -65,7 +65,7 @@ final class NodeProcess: @unchecked Sendable {
     /// Waits for the process to exit; returns its status, or nil if it still runs.
     func waitForExit(timeout: Duration) async -> Int32? {
         let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
-        return child.waitForExit(seconds: seconds)
+        return await child.waitForExit(seconds: seconds)
     }
 
     /// Everything it printed, for failure messages.

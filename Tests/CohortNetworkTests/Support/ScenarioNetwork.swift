@@ -19,11 +19,6 @@ final class ScenarioNetwork: @unchecked Sendable {
     private let lock = NSLock()
     private var processes: [NodeProcess] = []
 
-    /// The multicast plugin's defaults, which the scenarios' timing bounds build on.
-    static let dropTime: Duration = .milliseconds(3000)
-    /// What verifying a member may add: missingAfter 1 s + two 500 ms probes 200 ms apart.
-    static let verification: Duration = .milliseconds(2200)
-
     /// Sets up `hostCount` hosts of a kind.
     init(_ kind: Kind, hosts hostCount: Int) throws {
         self.kind = kind

@@ -38,12 +38,12 @@ enum SoakStatistics {
         return nil
     }
 
-    /// Sums the samples of Prometheus text metrics whose name starts with `name` (every label set).
+    /// Sums the samples of the Prometheus text metric `name` (every label set).
     static func metricSum(_ text: String, name: String) -> Double {
         var total = 0.0
         for line in text.split(separator: "\n") where line.hasPrefix(name) && !line.hasPrefix("#") {
             let afterName = line.dropFirst(name.count)
-            guard let first = afterName.first, first == " " || first == "{" || first == "_" else { continue }
+            guard let first = afterName.first, first == " " || first == "{" else { continue }
             if let value = line.split(separator: " ").last.flatMap({ Double($0) }) { total += value }
         }
         return total

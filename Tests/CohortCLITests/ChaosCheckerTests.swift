@@ -114,6 +114,11 @@ struct ChaosCheckerTests {
         #expect(report.verdict == .fail)
         // A wider window lets it pass.
         #expect(ChaosChecker(errorWindow: 20).check(history).verdict == .pass)
+        // A request sent inside the window that times out after it is the fault's doing.
+        history.requests[history.requests.count - 2] = ChaosHistory.Request(
+            client: 0, sequence: 6, start: 20, end: 30, error: "timeout", target: "balancer")
+        #expect(ChaosChecker().check(history).errorsOutsideWindow == 0)
+        #expect(ChaosChecker().check(history).longestErrorWindow == 10)
     }
 
     @Test func slowOrMissingConvergenceIsAViolation() {

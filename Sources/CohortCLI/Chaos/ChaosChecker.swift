@@ -11,13 +11,15 @@
 ///   an increment was applied twice (a retry somewhere replayed it).
 /// - **resets**: the session id changes, or the count falls back to 1: the user got a new, empty
 ///   session (every increment acknowledged before is lost as well).
-/// - **errors**: a failed request must end within `errorWindow` seconds after some fault or heal.
+/// - **errors**: a failed request must be in flight at some moment within `errorWindow` seconds
+///   after a fault or heal (it may start before the fault, or time out after the window).
 /// - **convergence**: after each heal, every node lists the three members, none suspected, within
 ///   `convergenceLimit` seconds.
 /// - **final reads**: after the load, every node answers the session's count; a failed read is a
 ///   violation (the cluster should be whole again).
 struct ChaosChecker: Sendable {
-    /// Seconds after a fault or heal during which failed requests are allowed.
+    /// Seconds after a fault or heal during which failed requests are allowed (a failed request must
+    /// overlap such a window).
     var errorWindow: Double = 10
     /// Seconds after a heal within which membership must converge.
     var convergenceLimit: Double = 5
@@ -59,7 +61,9 @@ struct ChaosChecker: Sendable {
         report.errors = failed.count
         let eventTimes = history.events.map(\.at)
         for request in failed {
-            let inside = eventTimes.contains { request.end >= $0 && request.end <= $0 + errorWindow }
+            // Inside when the request was in flight at some moment of a window [event, event + errorWindow]
+            // (a request sent in the window may time out after it: the fault still caused it).
+            let inside = eventTimes.contains { request.end >= $0 && request.start <= $0 + errorWindow }
             if !inside {
                 report.errorsOutsideWindow += 1
                 note("client \(request.client) #\(request.sequence): error at \(Self.format(request.end)) s outside every fault window (\(request.error ?? "status \(request.status ?? 0)"))")

@@ -25,7 +25,7 @@ struct ChaosReport: Codable, Sendable, Equatable {
     var resets: Int = 0
     /// Requests that failed (non-200 status, transport error, timeout, bad body).
     var errors: Int = 0
-    /// Failed requests that ended outside every fault's error window.
+    /// Failed requests that overlapped no error window (after a fault or a heal).
     var errorsOutsideWindow: Int = 0
     /// The longest stretch of time covered by failing requests (merged when less than 1 s apart).
     var longestErrorWindow: Double = 0

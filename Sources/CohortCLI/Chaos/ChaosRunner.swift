@@ -54,7 +54,6 @@ struct ChaosRunner: Sendable {
         let stop = ChaosStopFlag()
         let direct = scenario.balancer == .none
         let connections = (0..<settings.clients).map { _ in ChaosHTTP(connectTimeout: 2, failFast: direct) }
-        defer { Task { for connection in connections { await connection.shutdown() } } }
 
         let settings = self.settings
         var nemesisError: (any Error)?
@@ -79,6 +78,7 @@ struct ChaosRunner: Sendable {
             for await outcome in group { outcomes.append(outcome) }
             return outcomes
         }
+        for connection in connections { await connection.shutdown() }
         history.requests = outcomes.flatMap(\.1).sorted { ($0.client, $0.sequence) < ($1.client, $1.sequence) }
         let recorded = recorder.recorded
         history.events = recorded.events

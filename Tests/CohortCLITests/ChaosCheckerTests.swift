@@ -84,6 +84,22 @@ struct ChaosCheckerTests {
         #expect(report.lost == 0 && report.resets == 0)
     }
 
+    @Test func aStaleAnswerThenTheUpToDateCopyIsALossNotADuplicate() {
+        var history = ChaosHistory(scenario: Self.scenario, network: "loopback", clients: 1)
+        // 1…5 on node1, then node2 (behind) answers 3, then node1 again 6.
+        history.requests = (0..<5).map { Self.ack(0, $0, count: $0 + 1, at: Double($0)) }
+        history.requests.append(Self.ack(0, 5, count: 3, at: 5, node: "node2"))
+        history.requests.append(Self.ack(0, 6, count: 6, at: 6))
+        history.finalReads = Self.reads(0, count: 6)
+        let report = ChaosChecker().check(history)
+        #expect(report.lost == 3) // 3, 4 and 5 were missing from the copy that answered 3
+        #expect(report.appliedTwice == 0)
+        // A jump above the highest count by more than the requests since it is still a duplicate.
+        history.requests[6] = Self.ack(0, 6, count: 8, at: 6)
+        history.finalReads = Self.reads(0, count: 8)
+        #expect(ChaosChecker().check(history).appliedTwice == 1) // 5 → 8 with two requests since 5
+    }
+
     @Test func aCountBackToOneOrANewSessionIsAReset() {
         var history = Self.clean()
         // Client 0 is answered 1 in the same session: a reset, and its five increments are lost.

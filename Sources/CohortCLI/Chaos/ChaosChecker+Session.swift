@@ -11,18 +11,19 @@ extension ChaosChecker {
         private var live: [Int] = []
         /// The last acknowledged answer: its count and session id.
         private var previous: (count: Int, session: String?)?
-        /// Requests that failed since the last acknowledged answer (each may have been applied).
-        private var failedSince = 0
+        /// The highest count acknowledged in this session, and the requests sent since the one
+        /// that got it (failed ones, and acknowledged ones answered from a copy that had fallen
+        /// behind): each may have added one increment above it.
+        private var highest = 0
+        private var sinceHighest = 0
 
         init(client: Int) {
             self.client = client
         }
 
         mutating func on(_ request: ChaosHistory.Request, note: (String) -> Void) {
-            guard request.acknowledged, let count = request.count else {
-                failedSince += 1
-                return
-            }
+            sinceHighest += 1
+            guard request.acknowledged, let count = request.count else { return }
             acknowledged += 1
             let where_ = "client \(client) #\(request.sequence) on \(request.node ?? "?")"
             let previousCount = previous?.count ?? 0
@@ -34,21 +35,25 @@ extension ChaosChecker {
                 lost += live.count
                 note("\(where_): session reset (count \(previousCount) → \(count)\(sessionChanged ? ", new session id" : "")); \(live.count) acknowledged increments gone")
                 live.removeAll()
+                highest = count
+                sinceHighest = 0
             } else if count <= previousCount {
                 let gone = live.filter { $0 >= count }.count
                 lost += gone
                 live.removeAll { $0 >= count }
                 note("\(where_): count went back \(previousCount) → \(count); \(gone) acknowledged increments lost")
-            } else {
-                let jump = count - previousCount - 1
-                if jump > failedSince {
-                    appliedTwice += jump - failedSince
-                    note("\(where_): count jumped \(previousCount) → \(count) with \(failedSince) failed requests in between; \(jump - failedSince) applied twice")
+            } else if count > highest {
+                // Above everything seen: at most one increment per request sent since the highest.
+                let extra = count - highest - sinceHighest
+                if extra > 0 {
+                    appliedTwice += extra
+                    note("\(where_): count jumped \(highest) → \(count) with \(sinceHighest - 1) other requests since \(highest); \(extra) applied twice")
                 }
+                highest = count
+                sinceHighest = 0
             }
             live.append(count)
             previous = (count, request.session)
-            failedSince = 0
         }
 
         /// Every node's final count must cover every acknowledged increment still live.

@@ -6,9 +6,12 @@
 ///   `c` says the session held `c` increments after it; an increment acknowledged with count `k`
 ///   is lost when a later answer of the same session comes back with a count `≤ k` (the state fell
 ///   below it), or when a node's final read is below `k`.
-/// - **applied twice**: between two acknowledged answers the count may grow by one plus at most
-///   the number of failed requests in between (each may or may not have been applied); more means
-///   an increment was applied twice (a retry somewhere replayed it).
+/// - **applied twice**: a count above the highest acknowledged so far may exceed it by at most the
+///   number of requests sent since that highest answer (each failed one may or may not have been
+///   applied); more means an increment was applied twice (a retry somewhere replayed it). In a
+///   history without stale answers this is "a jump between consecutive acknowledged counts larger
+///   than 1 + the failed requests in between"; measuring from the highest count keeps a return
+///   from a stale copy to the up-to-date one from counting as duplicates.
 /// - **resets**: the session id changes, or the count falls back to 1: the user got a new, empty
 ///   session (every increment acknowledged before is lost as well).
 /// - **errors**: a failed request must be in flight at some moment within `errorWindow` seconds

@@ -69,6 +69,8 @@ struct ChaosHistory: Codable, Sendable {
     }
 
     var scenario: ChaosScenario
+    /// The nodes' session manager (`delta` or `backup`); nil in histories written before it was recorded.
+    var manager: String?
     /// `netns` or `loopback`.
     var network: String
     var clients: Int

@@ -82,7 +82,7 @@ struct ChaosRunCommand: AsyncParsableCommand {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let runner = ChaosRunner(settings: settings, executable: PluginLoader.executableDirectory + "/cohort", results: folder)
 
-        Console.line("chaos: \(list.count) scenario(s), \(clients) clients, results in \(folder)")
+        Console.line("chaos: \(list.count) scenario(s), \(clients) clients, \(manager) manager, results in \(folder)")
         var reports: [ChaosReport] = []
         for (index, scenario) in list.enumerated() {
             let topology: ChaosTopology

@@ -10,6 +10,7 @@ struct ChaosRunner: Sendable {
 
     func run(_ scenario: ChaosScenario, topology: ChaosTopology) async -> ChaosHistory {
         var history = ChaosHistory(scenario: scenario, network: topology.networkName, clients: settings.clients)
+        history.manager = settings.manager
         if scenario.nemesis == .partition && !topology.canPartition {
             history.skipped = "a partition needs network namespaces (run as root where scripts/netns check passes)"
             return history

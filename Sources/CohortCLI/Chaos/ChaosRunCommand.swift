@@ -78,7 +78,7 @@ struct ChaosRunCommand: AsyncParsableCommand {
             throw ExitCode(Self.reexec(inHost: "\(prefix)-h4"))
         }
         let strictMode = strict || environment["COHORT_CHAOS_STRICT"] == "1"
-        let folder = results ?? ".build/chaos/\(Self.timestamp())"
+        let folder = Self.absolute(results ?? ".build/chaos/\(Self.timestamp())")
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let runner = ChaosRunner(settings: settings, executable: PluginLoader.executableDirectory + "/cohort", results: folder)
 
@@ -129,6 +129,11 @@ struct ChaosRunCommand: AsyncParsableCommand {
         encoder.outputFormatting = [.sortedKeys]
         try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         try encoder.encode(value).write(to: URL(fileURLWithPath: path))
+    }
+
+    /// The path made absolute (nginx resolves relative paths against its own prefix).
+    static func absolute(_ path: String) -> String {
+        path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
     }
 
     static func timestamp() -> String {

@@ -29,7 +29,7 @@ struct SoakCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let folder = results ?? ".build/chaos/soak-\(ChaosRunCommand.timestamp())"
+        let folder = ChaosRunCommand.absolute(results ?? ".build/chaos/soak-\(ChaosRunCommand.timestamp())")
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let topology = try ChaosTopology.loopback()
         let cluster = ChaosCluster(topology: topology, executable: PluginLoader.executableDirectory + "/cohort",

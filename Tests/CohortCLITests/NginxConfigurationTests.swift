@@ -35,6 +35,12 @@ struct NginxConfigurationTests {
         #expect(body.contains("server 10.231.0.3:8081 backup;"))
 
         #expect(Self.configuration(.none).snippet == nil)
+
+        // nginx's retry on the next node stays its default unless turned off.
+        #expect(!roundRobin.contains("proxy_next_upstream"))
+        var noRetry = Self.configuration(.roundRobin)
+        noRetry.retryNextUpstream = false
+        #expect(noRetry.snippet?.contains("        proxy_next_upstream off;") == true)
     }
 
     static var nginx: String? { ChaosBalancer.nginxPath() }

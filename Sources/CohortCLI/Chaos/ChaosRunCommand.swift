@@ -30,6 +30,7 @@ struct ChaosRunCommand: AsyncParsableCommand {
     @Option(help: "Seconds after a fault or heal in which client errors are allowed.") var errorWindow = 10.0
     @Option(help: "Seconds after a heal within which membership must converge.") var convergenceLimit = 5.0
     @Option(help: "Session manager of the nodes: delta or backup.") var manager = "delta"
+    @Option(help: "nginx's proxy_next_upstream: default (a failed request goes to the next node) or off.") var nginxNextUpstream = "default"
     @Option(help: "Folder for the histories, logs and tables (default .build/chaos/TIMESTAMP).") var results: String?
     @Option(help: "Run in the namespaces of this scripts/netns prefix (nodes on hosts 1–3, the rest on host 4).") var netnsPrefix: String?
     @Option(help: "Path of scripts/netns (with --netns-prefix).") var netnsScript: String?
@@ -41,6 +42,7 @@ struct ChaosRunCommand: AsyncParsableCommand {
         }
         guard clients >= 1 && clients <= 500 else { throw ValidationError("--clients must be 1…500") }
         guard ["delta", "backup"].contains(manager) else { throw ValidationError("--manager must be delta or backup") }
+        guard ["default", "off"].contains(nginxNextUpstream) else { throw ValidationError("--nginx-next-upstream must be default or off") }
         if (netnsPrefix == nil) != (netnsScript == nil) { throw ValidationError("--netns-prefix and --netns-script go together") }
     }
 
@@ -64,6 +66,7 @@ struct ChaosRunCommand: AsyncParsableCommand {
         settings.freeze = freeze
         settings.partition = partition
         settings.manager = manager
+        settings.nginxRetry = nginxNextUpstream == "default"
         settings.checker.errorWindow = errorWindow
         settings.checker.convergenceLimit = convergenceLimit
         return settings

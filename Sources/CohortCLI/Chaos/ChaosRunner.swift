@@ -31,9 +31,10 @@ struct ChaosRunner: Sendable {
             if scenario.balancer == .none {
                 targets = topology.nodes.map { .init(name: $0.name, baseURL: $0.baseURL) }
             } else {
-                let configuration = NginxConfiguration(
+                var configuration = NginxConfiguration(
                     balancer: scenario.balancer, listen: topology.balancerAddress,
                     upstreams: topology.nodes.map { .init(name: $0.name, address: $0.httpAddress) })
+                configuration.retryNextUpstream = settings.nginxRetry
                 let started = ChaosBalancer(configuration: configuration, directory: "\(directory)/nginx")
                 balancer = started
                 try await started.start(probe: cluster.control)

@@ -27,5 +27,7 @@ struct ChaosSettings: Sendable {
     var stopTimeout = 30.0
     /// Membership convergence is polled for at most this long after a heal.
     var convergencePolling = 30.0
+    /// nginx's `proxy_next_upstream`: true keeps its default (a failed request is sent to the next node).
+    var nginxRetry = true
     var checker = ChaosChecker()
 }

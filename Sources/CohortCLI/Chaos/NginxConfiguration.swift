@@ -17,6 +17,9 @@ struct NginxConfiguration: Sendable {
     var connectTimeout = "2s"
     /// nginx gives up waiting for a node's answer after this long.
     var readTimeout = "10s"
+    /// Whether nginx sends a request again to the next node when one failed (its default,
+    /// `proxy_next_upstream error timeout`); false writes `proxy_next_upstream off`.
+    var retryNextUpstream = true
 
     /// The `upstream`, `map` and `server` blocks (what goes inside `http { }`); nil for `.none`.
     var snippet: String? {
@@ -31,7 +34,7 @@ struct NginxConfiguration: Sendable {
                     proxy_http_version 1.1;
                     proxy_set_header Connection "";
                     proxy_connect_timeout \(connectTimeout);
-                    proxy_read_timeout \(readTimeout);
+                    proxy_read_timeout \(readTimeout);\(retryNextUpstream ? "" : "\n        proxy_next_upstream off;")
                 }
             }
             """

@@ -22,6 +22,14 @@ enum SampleApp {
             let id = context.clusterSession.session?.id ?? ""
             return try json(CounterResponse(count: count, node: name, session: id))
         }
+        // Read-only: the session's count without incrementing (0 and an empty session when the
+        // request names no session this node can find). The fault-injection harness reads the
+        // final state with it (`cohort chaos`).
+        router.get("/counter/current") { _, context -> Response in
+            let session = context.clusterSession.session
+            let count = try session?.attribute("count", as: Int.self) ?? 0
+            return try json(CounterResponse(count: count, node: name, session: session?.id ?? ""))
+        }
         router.get("/") { request, context -> Response in
             var count: Int?
             if request.uri.queryParameters["increment"] != nil {

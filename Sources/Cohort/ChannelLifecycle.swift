@@ -11,8 +11,8 @@
 /// listener, so a frame that arrives while the channel is starting finds them in place. The parts
 /// stay readable while starting, running and leaving. Waiters of `waitUntilRunning()` are
 /// returned as actions, to be resumed outside the lock.
-struct ChannelLifecycle<Parts> {
-    enum Phase {
+struct ChannelLifecycle<Parts: Sendable>: Sendable {
+    enum Phase: Sendable {
         case idle
         case starting(Parts)
         case running(Parts, Endpoint)

@@ -229,9 +229,10 @@ public final class GroupChannel: Service, Sendable {
         let snapshot: (chain: InterceptorChain, view: MembershipView)? = state.withLockedValue { state in
             state.lifecycle.sending.map { ($0.chain, state.view) }
         }
-        guard let (chain, current) = snapshot else {
+        guard let snapshot else {
             throw CohortError(.notRunning, "the channel of \(configuration.name) is not running; call send after run() has started (waitUntilRunning) and before shutdown")
         }
+        let (chain, current) = snapshot
         var payload = allocator.buffer(capacity: 256)
         do {
             try codec.encode(message, into: &payload)

@@ -12,14 +12,17 @@ struct ChannelLifecycleTests {
     @Test func phasesFollowTheMachine() async throws {
         var machine = ChannelLifecycle<String>()
         #expect(machine.parts == nil && machine.sending == nil)
-        #expect(machine.onStart("parts"))
+        let started = machine.onStart("parts")
+        #expect(started)
         // Starting: callbacks reach the parts, sends do not go out yet.
         #expect(machine.parts == "parts")
         #expect(machine.sending == nil)
         // A channel runs once.
-        #expect(!machine.onStart("again"))
+        let again = machine.onStart("again")
+        #expect(!again)
         let bound = Endpoint(host: "127.0.0.1", port: 7000)
-        #expect(machine.onListening(bound).isEmpty)
+        let waiters = machine.onListening(bound)
+        #expect(waiters.isEmpty)
         #expect(machine.sending == "parts")
         machine.onLeave()
         guard case .leaving = machine.phase else {
@@ -27,9 +30,11 @@ struct ChannelLifecycleTests {
             return
         }
         #expect(machine.parts == "parts")
-        #expect(machine.onStopped().isEmpty)
+        let late = machine.onStopped()
+        #expect(late.isEmpty)
         #expect(machine.isStopped && machine.parts == nil && machine.sending == nil)
-        #expect(!machine.onStart("later"))
+        let later = machine.onStart("later")
+        #expect(!later)
     }
 
     @Test(arguments: [true, false])
@@ -107,7 +112,7 @@ struct ChannelLifecycleTests {
 /// Discovery that proposes nothing.
 struct NoDiscovery: DiscoveryProvider {
     var name: String { "none" }
-    func run(local: Member, onEvent: @escaping @Sendable (DiscoveryEvent) -> Void) async throws {
+    func run(local: Member, report: @escaping @Sendable (DiscoveryEvent) -> Void) async throws {
         try await suspendUntilCancelled()
     }
 }

@@ -2,6 +2,7 @@ import Cohort
 import CohortTestKit
 import Logging
 import NIOConcurrencyHelpers
+import NIOCore
 import Testing
 
 /// The failure detector's actor, driven through its messages, with time on a manual clock.

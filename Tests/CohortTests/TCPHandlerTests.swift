@@ -1,9 +1,10 @@
 import Cohort
-import CohortTestKit
 import Logging
 import NIOCore
 import NIOEmbedded
+import Synchronization
 import Testing
+@testable import CohortTestKit
 @testable import CohortTransportTCP
 
 /// The TCP transport's frame decoder, handlers and acknowledgement bookkeeping on NIO's embedded
@@ -120,18 +121,18 @@ struct TCPHandlerTests {
 
         // One read batch of three receipt-acknowledged frames: one cumulative ack, for the highest.
         for seq in [UInt64(3), 4, 5] {
-            channel.pipeline.fireChannelRead(NIOAny(try Self.parsed(Self.data(seq: seq, guarantee: .receipt))))
+            channel.pipeline.syncOperations.fireChannelRead(NIOAny(try Self.parsed(Self.data(seq: seq, guarantee: .receipt))))
         }
-        channel.pipeline.fireChannelReadComplete()
+        channel.pipeline.syncOperations.fireChannelReadComplete()
         let acks = try Self.written(channel)
         #expect(acks.count == 1)
         var ack = try #require(acks.first)
         #expect(ack.kind == .received && ack.body.readInteger(as: UInt64.self) == 5)
 
         // A heartbeat is a sign of life; a leave is not a lost connection.
-        channel.pipeline.fireChannelRead(NIOAny(try Self.parsed(Self.frame(.heartbeat))))
+        channel.pipeline.syncOperations.fireChannelRead(NIOAny(try Self.parsed(Self.frame(.heartbeat))))
         #expect(delegate.snapshot.heard.map(\.id) == [Self.peer.id])
-        channel.pipeline.fireChannelRead(NIOAny(try Self.parsed(Self.frame(.leave))))
+        channel.pipeline.syncOperations.fireChannelRead(NIOAny(try Self.parsed(Self.frame(.leave))))
         #expect(delegate.snapshot.left.map(\.id) == [Self.peer.id])
         _ = try? channel.finish()
         #expect(delegate.snapshot.lost.isEmpty)
@@ -143,7 +144,7 @@ struct TCPHandlerTests {
         let core = Self.core(on: channel, delegate: delegate)
         try channel.pipeline.syncOperations.addHandler(InboundHandler(core: core, receiver: nil, delegate: delegate))
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 2)).wait()
-        channel.pipeline.fireChannelRead(NIOAny(try Self.parsed(Self.data(seq: 1, guarantee: .asynchronous))))
+        channel.pipeline.syncOperations.fireChannelRead(NIOAny(try Self.parsed(Self.data(seq: 1, guarantee: .asynchronous))))
         var error = try #require(try Self.written(channel).first)
         #expect(error.kind == .error)
         #expect(try WireFormat.readString(from: &error.body).contains("before hello"))
@@ -158,7 +159,7 @@ struct TCPHandlerTests {
         let core = Self.core(on: channel, delegate: delegate)
         try channel.pipeline.syncOperations.addHandler(InboundHandler(core: core, receiver: nil, delegate: delegate))
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 2)).wait()
-        channel.pipeline.fireChannelRead(NIOAny(try Self.parsed(Self.hello(.hello, Self.peer))))
+        channel.pipeline.syncOperations.fireChannelRead(NIOAny(try Self.parsed(Self.hello(.hello, Self.peer))))
         _ = try Self.written(channel)
         _ = try? channel.finish()
         #expect(delegate.snapshot.lost.map(\.member.id) == [Self.peer.id])
@@ -171,7 +172,9 @@ struct TCPHandlerTests {
         let delegate = RecordingTransportDelegate()
         let core = TransportCore(settings: TransportSettings(handlersOnEventLoop: false), loop: channel.eventLoop, logger: Logger(label: "test"))
         core.start(local: Self.local, delegate: delegate)
-        try await channel.pipeline.addHandler(InboundHandler(core: core, receiver: nil, delegate: delegate))
+        try await channel.testingEventLoop.executeInContext {
+            try channel.pipeline.syncOperations.addHandler(InboundHandler(core: core, receiver: nil, delegate: delegate))
+        }
         try await channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 2))
         try await channel.writeInbound(try Self.parsed(Self.hello(.hello, Self.peer)))
         #expect(try await Self.next(channel).kind == .helloReply)
@@ -208,13 +211,15 @@ struct TCPHandlerTests {
 
         let handshake = connection.attach(channel)
         var hello = try #require(try Self.written(channel).first)
-        #expect(hello.kind == .hello && (try WireFormat.readMember(from: &hello.body)).id == Self.local.id)
+        #expect(hello.kind == .hello)
+        let introduced = try WireFormat.readMember(from: &hello.body)
+        #expect(introduced.id == Self.local.id)
         // Frames queued before the hello reply wait, then go out in order.
         let early = SendTicket(members: [Self.peer.id])
         connection.inFlight.add(1, ordering: .relaxed)
         connection.enqueue(Self.data(seq: 1, guarantee: .receipt), seq: 1, ticket: early, slot: 0, guarantee: .receipt)
         #expect(try Self.written(channel).isEmpty)
-        channel.pipeline.fireChannelRead(NIOAny(try Self.parsed(Self.hello(.helloReply, Self.peer))))
+        channel.pipeline.syncOperations.fireChannelRead(NIOAny(try Self.parsed(Self.hello(.helloReply, Self.peer))))
         #expect(try handshake.wait().id == Self.peer.id)
         #expect(try Self.written(channel).map(\.kind) == [.data])
 
@@ -233,17 +238,17 @@ struct TCPHandlerTests {
         #expect(connection.inFlight.load(ordering: .relaxed) == 5)
 
         // A cumulative `received` up to 2 settles 1 and 2, not the processed ones.
-        channel.pipeline.fireChannelRead(NIOAny(try Self.parsed(Self.seqFrame(.received, 2))))
+        channel.pipeline.syncOperations.fireChannelRead(NIOAny(try Self.parsed(Self.seqFrame(.received, 2))))
         #expect(early.isFinished && receipt.isFinished)
         #expect(!processed.isFinished && !failing.isFinished)
         #expect(connection.unacknowledged == (received: 1, processed: 2))
-        channel.pipeline.fireChannelRead(NIOAny(try Self.parsed(Self.seqFrame(.processed, 3))))
+        channel.pipeline.syncOperations.fireChannelRead(NIOAny(try Self.parsed(Self.seqFrame(.processed, 3))))
         #expect(processed.isFinished)
         var failedBody = ByteBuffer()
         failedBody.writeInteger(UInt64(4))
         failedBody.writeInteger(UInt8(1))
         WireFormat.writeString("handler threw", into: &failedBody)
-        channel.pipeline.fireChannelRead(NIOAny(WireFormat.Frame(kind: .failed, body: failedBody)))
+        channel.pipeline.syncOperations.fireChannelRead(NIOAny(WireFormat.Frame(kind: .failed, body: failedBody)))
         #expect(failing.isFinished)
         #expect(connection.inFlight.load(ordering: .relaxed) == 1)
         let outcomes = try [early, receipt, processed, failing].map { ticket in
@@ -252,12 +257,12 @@ struct TCPHandlerTests {
         #expect(outcomes == [.delivered, .delivered, .delivered, .remoteFailure("handler threw")])
 
         // An acknowledgement for a sequence number never sent changes nothing.
-        channel.pipeline.fireChannelRead(NIOAny(try Self.parsed(Self.seqFrame(.processed, 99))))
+        channel.pipeline.syncOperations.fireChannelRead(NIOAny(try Self.parsed(Self.seqFrame(.processed, 99))))
         #expect(connection.inFlight.load(ordering: .relaxed) == 1)
 
         // The connection breaks with the asynchronous message 5 unacknowledged: it is reported
         // lost (no pool here, so straight to the delegate), nothing is left in flight.
-        channel.pipeline.fireChannelInactive()
+        channel.pipeline.syncOperations.fireChannelInactive()
         #expect(connection.isClosed)
         #expect(connection.inFlight.load(ordering: .relaxed) == 0)
         #expect(delegate.snapshot.asyncFailures.map(\.count) == [1])
@@ -272,12 +277,12 @@ struct TCPHandlerTests {
         try channel.pipeline.syncOperations.addHandler(OutboundHandler(connection: connection))
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 2)).wait()
         _ = connection.attach(channel)
-        channel.pipeline.fireChannelRead(NIOAny(try Self.parsed(Self.hello(.helloReply, Self.peer))))
+        channel.pipeline.syncOperations.fireChannelRead(NIOAny(try Self.parsed(Self.hello(.helloReply, Self.peer))))
         let ticket = SendTicket(members: [Self.peer.id])
         connection.inFlight.add(1, ordering: .relaxed)
         connection.enqueue(Self.data(seq: 1, guarantee: .receipt), seq: 1, ticket: ticket, slot: 0, guarantee: .receipt)
         // A `received` frame whose body is cut short.
-        channel.pipeline.fireChannelRead(NIOAny(WireFormat.Frame(kind: .received, body: ByteBuffer(bytes: [1, 2]))))
+        channel.pipeline.syncOperations.fireChannelRead(NIOAny(WireFormat.Frame(kind: .received, body: ByteBuffer(bytes: [1, 2]))))
         #expect(core.malformedFrames == 1)
         #expect(connection.isClosed)
         guard case .connectionFailed = try Self.report(of: ticket).outcome(for: Self.peer.id) else {
@@ -297,7 +302,7 @@ struct TCPHandlerTests {
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 2)).wait()
         let handshake = connection.attach(channel)
         let restarted = Member(name: "peer", endpoint: Self.peer.endpoint, startTime: 5)
-        channel.pipeline.fireChannelRead(NIOAny(try Self.parsed(Self.hello(.helloReply, restarted))))
+        channel.pipeline.syncOperations.fireChannelRead(NIOAny(try Self.parsed(Self.hello(.helloReply, restarted))))
         #expect(throws: CohortError.self) { try handshake.wait() }
         #expect(connection.isClosed)
         _ = try? channel.finish()

@@ -53,7 +53,14 @@ actor Receiver {
 
         init(maxFrameSize: Int) {
             // At least four of the largest frames, at least 64 MiB.
-            bytes = max(64 * 1024 * 1024, maxFrameSize.multipliedReportingOverflow(by: 4).overflow ? Int.max : maxFrameSize * 4)
+            let four = maxFrameSize.multipliedReportingOverflow(by: 4)
+            bytes = max(64 * 1024 * 1024, four.overflow ? Int.max : four.partialValue)
+        }
+
+        init(highWater: Int, lowWater: Int, bytes: Int) {
+            self.highWater = highWater
+            self.lowWater = lowWater
+            self.bytes = bytes
         }
     }
 

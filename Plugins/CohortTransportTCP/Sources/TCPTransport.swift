@@ -114,9 +114,15 @@ public final class TCPTransport: Transport, Sendable {
         let server: any Channel
         do {
             server = try await bootstrap.bind(host: local.endpoint.host, port: local.endpoint.port).get()
-        } catch let error as IOError where error.errnoCode == EADDRINUSE {
-            throw CohortError(.addressInUse, "port \(local.endpoint.port) on \(local.endpoint.host) is already in use; pick another --listen port or stop the process using it", cause: error)
         } catch {
+            // Nothing to serve: the actors stop, and a later shutdown() has nothing to do.
+            pool.finish()
+            receiver.finish()
+            await actors.value
+            running.withLockedValue { $0 = nil }
+            if let io = error as? IOError, io.errnoCode == EADDRINUSE {
+                throw CohortError(.addressInUse, "port \(local.endpoint.port) on \(local.endpoint.host) is already in use; pick another --listen port or stop the process using it", cause: error)
+            }
             throw CohortError(.connectionFailed, "cannot listen on \(local.endpoint): \(error)", cause: error)
         }
         let port = server.localAddress?.port ?? local.endpoint.port
@@ -128,7 +134,9 @@ public final class TCPTransport: Transport, Sendable {
 
     public func shutdown() async {
         core.beginShutdown()
-        let (server, actors) = running.withLockedValue { ($0?.server, $0?.actors) }
+        // Never started (or its listener failed): no actor runs, nothing is open.
+        guard let started = running.withLockedValue({ $0 }) else { return }
+        let (server, actors) = (started.server, started.actors)
         // Stop accepting first, so a probe arriving during shutdown is refused, not answered.
         try? await server?.close()
         await receiver.settle()
@@ -140,7 +148,7 @@ public final class TCPTransport: Transport, Sendable {
         }.get()
         pool.finish()
         receiver.finish()
-        await actors?.value
+        await actors.value
     }
 
     /// Closes every socket at once without telling anyone — what peers see when the process

@@ -70,8 +70,9 @@ struct MembershipServiceTests {
             clock.advance(by: .milliseconds(999))
             service.send(.tick)
             await service.settle()
-            // A heartbeat resets the silence clock.
+            // A heartbeat resets the silence clock (handled before time moves on).
             service.send(.heard(peer))
+            await service.settle()
             clock.advance(by: .milliseconds(999))
             service.send(.tick)
             await service.settle()

@@ -42,6 +42,9 @@ final class OutboundConnection: Sendable {
         var retiring = false
         var retireReason = ""
         var dirty = false
+        /// Opened on the loop for the messages that found this connection closed (see
+        /// ``replacement()``).
+        var replacement: OutboundConnection?
     }
 
     /// Messages written or queued but not yet acknowledged at the level they asked for.
@@ -113,6 +116,19 @@ final class OutboundConnection: Sendable {
     var dirty: Bool {
         get { box.value.dirty }
         _modify { yield &box.value.dirty }
+    }
+
+    /// The connection that takes the messages a send meant for this one after it closed, before
+    /// they were written: opened once, on the loop, and handed to the pool (which keeps it, or
+    /// retires it when the member has another open connection by then). Loop only.
+    func replacement() -> OutboundConnection? {
+        loop.preconditionInEventLoop()
+        guard let member else { return nil }
+        if let existing = box.value.replacement, !existing.isClosed { return existing }
+        let fresh = OutboundConnection(endpoint: member.endpoint, member: member, core: core, pool: pool)
+        box.value.replacement = fresh
+        pool?.send(.adopt(fresh, member))
+        return fresh
     }
 
     /// Whether the connection closed (readable from any thread).

@@ -29,6 +29,10 @@ actor SenderPool {
         /// A connection closed; `reportLoss` when it was ready and nobody closed it on purpose,
         /// `asyncLost` asynchronous messages went with it.
         case closed(OutboundConnection, Member?, reason: String, reportLoss: Bool, asyncLost: Int)
+        /// A connection the sender loop opened for a message whose connection closed before the
+        /// message was written: it becomes the member's connection unless the member has an open
+        /// one already, in which case it delivers that message and retires.
+        case adopt(OutboundConnection, Member)
         /// Heartbeats to these members (opening connections where needed).
         case heartbeat([Member])
         /// The member left the view: close its connection.
@@ -44,6 +48,9 @@ actor SenderPool {
     /// this actor.
     nonisolated let table = NIOLockedValueBox<[MemberID: OutboundConnection]>([:])
     private var connections: [MemberID: OutboundConnection] = [:]
+    /// Connections this actor retired and that have not closed yet: a late `ready` from one of
+    /// them (its hello reply crossed the retirement on the loop) must not bring it back.
+    private var retired: Set<ObjectIdentifier> = []
     private let core: TransportCore
     nonisolated private let mailbox: AsyncStream<Envelope>
     nonisolated private let input: AsyncStream<Envelope>.Continuation
@@ -84,7 +91,7 @@ actor SenderPool {
         switch message {
         case .ready(let connection, let member):
             let previous = connections[member.id]
-            guard previous !== connection else { return }
+            guard previous !== connection, !retired.contains(ObjectIdentifier(connection)), !connection.isClosed else { return }
             connections[member.id] = connection
             publish()
             if let previous {
@@ -92,9 +99,17 @@ actor SenderPool {
                 // may still carry messages waiting for acknowledgement: it takes no new writes
                 // (the table no longer names it) and closes once those are answered, so nothing
                 // is failed for the race.
-                core.loop.execute { previous.retire(reason: "replaced by a newer connection") }
+                retire(previous, reason: "replaced by a newer connection")
+            }
+        case .adopt(let connection, let member):
+            if let existing = connections[member.id], existing !== connection, !existing.isClosed {
+                retire(connection, reason: "\(member.name) has a newer connection")
+            } else if !connection.isClosed {
+                connections[member.id] = connection
+                publish()
             }
         case .closed(let connection, let member, let reason, let reportLoss, let asyncLost):
+            retired.remove(ObjectIdentifier(connection))
             if let member, connections[member.id] === connection {
                 connections.removeValue(forKey: member.id)
                 publish()
@@ -116,6 +131,11 @@ actor SenderPool {
             publish()
             core.loop.execute { connection.close(reason: "\(member.name) left the view") }
         }
+    }
+
+    private func retire(_ connection: OutboundConnection, reason: String) {
+        retired.insert(ObjectIdentifier(connection))
+        core.loop.execute { connection.retire(reason: reason) }
     }
 
     /// The open connection of each member, created (not yet connected) where missing: what the

@@ -180,12 +180,14 @@ public final class TCPTransport: Transport, Sendable {
     /// it closed in between — typically replaced by a newer connection to the same member (both
     /// sides connecting at start-up), which retires it and closes it at once when it carries
     /// nothing. Nothing was written to it, so the message goes to the member's current connection
-    /// in the pool's table, and its place in the queue limit moves with it. With no open
-    /// connection in the table the closed one takes the message and fails it for that member.
+    /// in the pool's table, or, when the table names none that is open (the pool has not heard of
+    /// the close yet), to the closed connection's one replacement, opened here and handed to the
+    /// pool — as the next send would get a fresh one. Its place in the queue limit moves with it.
     /// Loop only.
     private func current(_ connection: OutboundConnection, for member: Member) -> OutboundConnection {
         guard connection.isClosed else { return connection }
-        guard let replacement = pool.table.withLockedValue({ $0[member.id] }), !replacement.isClosed else { return connection }
+        let listed = pool.table.withLockedValue { $0[member.id] }
+        guard let replacement = listed.flatMap({ $0.isClosed ? nil : $0 }) ?? connection.replacement() else { return connection }
         connection.inFlight.subtract(1, ordering: .relaxed)
         replacement.inFlight.add(1, ordering: .relaxed)
         return replacement
@@ -210,27 +212,28 @@ public final class TCPTransport: Transport, Sendable {
 
         // The pool's published table: one short lock. A member without an open connection (the
         // first send to it, or the first after a failure) is the only case that asks the pool.
-        var connections: [OutboundConnection?] = pool.table.withLockedValue { table in
+        var looked: [OutboundConnection?] = pool.table.withLockedValue { table in
             members.map { member in table[member.id].flatMap { $0.isClosed ? nil : $0 } }
         }
-        if connections.contains(where: { $0 == nil }) {
-            let missing = members.indices.filter { connections[$0] == nil }
+        if looked.contains(where: { $0 == nil }) {
+            let missing = members.indices.filter { looked[$0] == nil }
             let fresh = await pool.connections(to: missing.map { members[$0] })
-            for (i, connection) in zip(missing, fresh) { connections[i] = connection }
+            for (i, connection) in zip(missing, fresh) { looked[i] = connection }
         }
+        let connections = looked
 
         // Queue limits, per member, checked without touching the loop.
-        var early: [Int: MemberOutcome] = [:]
+        var earlyOutcomes: [Int: MemberOutcome] = [:]
         for (i, connection) in connections.enumerated() where connection!.inFlight.load(ordering: .relaxed) >= message.queueLimit {
             switch message.queuePolicy {
-            case .failFast: early[i] = .queueFull
+            case .failFast: earlyOutcomes[i] = .queueFull
             case .sendSynchronously: if guarantee == .asynchronous { guarantee = .receipt }
             case .block:
                 let deadline = ContinuousClock.now.advanced(by: message.options.timeout)
                 var waited = Duration.microseconds(50)
                 while connection!.inFlight.load(ordering: .relaxed) >= message.queueLimit {
                     if ContinuousClock.now >= deadline {
-                        early[i] = .timedOut
+                        earlyOutcomes[i] = .timedOut
                         break
                     }
                     try? await Task.sleep(for: waited)
@@ -238,6 +241,8 @@ public final class TCPTransport: Transport, Sendable {
                 }
             }
         }
+
+        let early = earlyOutcomes
 
         // The sequence number is taken on the loop, where every write happens, so numbers reach
         // each connection in increasing order (cumulative acks rely on it). The frame is built

@@ -336,7 +336,24 @@ public final class TCPTransport: Transport, Sendable {
 
     public func heartbeat(to members: [Member]) {
         guard !isShuttingDown else { return }
-        pool.send(.heartbeat(members))
+        // Like a send: members with an open connection in the pool's table get the frame from
+        // one loop task at once (heartbeats are what a busy node's liveness rests on, so they do
+        // not queue behind the pool); only the others ask the pool to open one.
+        var missing: [Member] = []
+        let open: [OutboundConnection] = pool.table.withLockedValue { table in
+            members.compactMap { member in
+                if let connection = table[member.id], !connection.isClosed { return connection }
+                missing.append(member)
+                return nil
+            }
+        }
+        if !open.isEmpty {
+            let allocator = self.allocator
+            loop.execute {
+                for connection in open { connection.writeControl(Frames.control(.heartbeat, allocator: allocator)) }
+            }
+        }
+        if !missing.isEmpty { pool.send(.heartbeat(missing)) }
     }
 
     public func leave(notifying members: [Member]) async {

@@ -208,9 +208,10 @@ enum RawMulticast {
         let options = channel as! any SocketOptionProvider
         try await options.setIPMulticastTTL(0).get()
         try await options.setIPMulticastLoop(1).get()
-        var address = in_addr()
-        inet_pton(AF_INET, "127.0.0.1", &address)
-        try await options.setIPMulticastIF(address).get()
+        // Not `in_addr()` (see `inAddress(of:)`): its initializer's module depends on load order.
+        var raw: UInt32 = 0
+        inet_pton(AF_INET, "127.0.0.1", &raw)
+        try await options.setIPMulticastIF(unsafeBitCast(raw, to: in_addr.self)).get()
         return channel
     }
 }

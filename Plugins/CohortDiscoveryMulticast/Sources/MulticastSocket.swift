@@ -119,7 +119,10 @@ final class DatagramHandler: ChannelInboundHandler, Sendable {
 /// Unix addresses). Made from the text form, so it needs nothing from NIO's C modules.
 func inAddress(of address: SocketAddress) -> in_addr? {
     guard case .v4 = address, let text = address.ipAddress else { return nil }
-    var result = in_addr()
-    guard inet_pton(AF_INET, text, &result) == 1 else { return nil }
-    return result
+    // Not `in_addr()`: with MemberImportVisibility its zero initializer may be attributed to
+    // NIO's C module (CNIOLinux) rather than Glibc, depending on the order modules are loaded,
+    // and the build then fails (seen in release builds of the benchmarks).
+    var raw: UInt32 = 0
+    guard inet_pton(AF_INET, text, &raw) == 1 else { return nil }
+    return unsafeBitCast(raw, to: in_addr.self)
 }

@@ -267,14 +267,12 @@ public final class GroupChannel: Service, Sendable {
 
     // MARK: - receiving
 
-    /// A message from the transport: up the chain, then ``dispatch(_:membership:)``. The parts
-    /// exist from the moment the listener opens, so a frame that arrives while the channel starts
-    /// is handled like any other.
-    func receive(_ inbound: InboundMessage) async -> DeliveryResult {
-        guard let chain = state.withLockedValue({ $0.lifecycle.parts?.chain }) else {
-            return .rejected("\(configuration.name) is not running")
-        }
-        return await chain.receive(inbound)
+    /// The chain a message from the transport goes up, then ``dispatch(_:membership:)``. The
+    /// parts exist from before the listener opens, so a frame that arrives while the channel
+    /// starts is handled like any other. (A plain read, not an async wrapper: one async frame
+    /// less per message on the receive path.)
+    var receivingChain: InterceptorChain? {
+        state.withLockedValue { $0.lifecycle.parts?.chain }
     }
 
     func dispatch(_ inbound: InboundMessage, membership: MembershipService) async -> DeliveryResult {
@@ -543,8 +541,8 @@ final class NodeDelegate: TransportDelegate {
     func transport(heardFrom member: Member) { membership?.send(.heard(member)) }
     func transport(sawActivityFrom member: Member) { membership?.send(.active(member.id)) }
     func transport(received message: InboundMessage) async -> DeliveryResult {
-        guard let channel else { return .rejected("node stopped") }
-        return await channel.receive(message)
+        guard let chain = channel?.receivingChain else { return .rejected("node stopped") }
+        return await chain.receive(message)
     }
     func transport(lostConnectionTo member: Member, reason: String) {
         membership?.send(.connectionLost(member.id, reason: reason))

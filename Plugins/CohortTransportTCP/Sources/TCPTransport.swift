@@ -193,6 +193,24 @@ public final class TCPTransport: Transport, Sendable {
         return replacement
     }
 
+    /// The open connection of every member in the pool's published table, or nil when one has
+    /// none.
+    private static func lookUp(_ members: [Member], in table: [MemberID: OutboundConnection]) -> [OutboundConnection]? {
+        var found: [OutboundConnection] = []
+        found.reserveCapacity(members.count)
+        for member in members {
+            guard let connection = table[member.id], !connection.isClosed else { return nil }
+            found.append(connection)
+        }
+        return found
+    }
+
+    /// The slow path of a send: a member without an open connection (the first send to it, or
+    /// the first after a failure) makes the send ask the pool, which opens one.
+    private func connectionsAskingThePool(for members: [Member]) async -> [OutboundConnection] {
+        await pool.connections(to: members)
+    }
+
     /// The next sequence number. Loop only.
     private func nextSequence() -> UInt64 {
         loop.preconditionInEventLoop()
@@ -210,28 +228,19 @@ public final class TCPTransport: Transport, Sendable {
         }
         var guarantee = message.options.guarantee
 
-        // The pool's published table: one short lock. A member without an open connection (the
-        // first send to it, or the first after a failure) is the only case that asks the pool.
-        var looked: [OutboundConnection?] = pool.table.withLockedValue { table in
-            members.map { member in table[member.id].flatMap { $0.isClosed ? nil : $0 } }
-        }
-        if looked.contains(where: { $0 == nil }) {
-            let missing = members.indices.filter { looked[$0] == nil }
-            let fresh = await pool.connections(to: missing.map { members[$0] })
-            for (i, connection) in zip(missing, fresh) { looked[i] = connection }
-        }
-        let connections = looked
+        let listed = pool.table.withLockedValue { table in Self.lookUp(members, in: table) }
+        let connections = if let listed { listed } else { await connectionsAskingThePool(for: members) }
 
         // Queue limits, per member, checked without touching the loop.
         var earlyOutcomes: [Int: MemberOutcome] = [:]
-        for (i, connection) in connections.enumerated() where connection!.inFlight.load(ordering: .relaxed) >= message.queueLimit {
+        for (i, connection) in connections.enumerated() where connection.inFlight.load(ordering: .relaxed) >= message.queueLimit {
             switch message.queuePolicy {
             case .failFast: earlyOutcomes[i] = .queueFull
             case .sendSynchronously: if guarantee == .asynchronous { guarantee = .receipt }
             case .block:
                 let deadline = ContinuousClock.now.advanced(by: message.options.timeout)
                 var waited = Duration.microseconds(50)
-                while connection!.inFlight.load(ordering: .relaxed) >= message.queueLimit {
+                while connection.inFlight.load(ordering: .relaxed) >= message.queueLimit {
                     if ContinuousClock.now >= deadline {
                         earlyOutcomes[i] = .timedOut
                         break
@@ -251,14 +260,14 @@ public final class TCPTransport: Transport, Sendable {
         // loop, not when the loop gets to it: otherwise a fast sender could pile up an unbounded
         // backlog of loop tasks, and heartbeats queued behind it would arrive too late.
         for (i, connection) in connections.enumerated() where early[i] == nil {
-            connection!.inFlight.add(1, ordering: .relaxed)
+            connection.inFlight.add(1, ordering: .relaxed)
         }
         if guarantee == .asynchronous {
             loop.execute { [self] in
                 let seq = nextSequence()
                 let frame = Frames.data(message, seq: seq, allocator: allocator)
                 for (i, connection) in connections.enumerated() where early[i] == nil {
-                    current(connection!, for: members[i]).enqueue(frame, seq: seq, ticket: nil, slot: i, guarantee: .asynchronous)
+                    current(connection, for: members[i]).enqueue(frame, seq: seq, ticket: nil, slot: i, guarantee: .asynchronous)
                 }
             }
             var report = SendReport()
@@ -277,7 +286,7 @@ public final class TCPTransport: Transport, Sendable {
                 let seq = nextSequence()
                 let frame = Frames.data(message, seq: seq, allocator: allocator)
                 for (i, connection) in connections.enumerated() where early[i] == nil {
-                    current(connection!, for: members[i]).enqueue(frame, seq: seq, ticket: ticket, slot: i, guarantee: sendGuarantee)
+                    current(connection, for: members[i]).enqueue(frame, seq: seq, ticket: ticket, slot: i, guarantee: sendGuarantee)
                 }
                 if !ticket.isFinished {
                     watch(ticket, deadline: clock.now.advanced(by: timeout))

@@ -276,15 +276,32 @@ public final class GroupChannel: Service, Sendable {
     }
 
     func dispatch(_ inbound: InboundMessage, membership: MembershipService) async -> DeliveryResult {
+        // The checks and the decoding are synchronous, in a function of their own, so that what
+        // they use (the registry, the codec) does not sit in this async frame while handlers run.
+        let (message, list, refusal) = decode(inbound, membership: membership)
+        guard let message else { return refusal ?? .rejected("undecodable") }
+        do {
+            for handler in list { try await handler(message, inbound.sender) }
+            return .processed
+        } catch {
+            return .handlerFailed("\(error)")
+        }
+    }
+
+    private func decode(_ inbound: InboundMessage, membership: MembershipService) -> (
+        message: (any ClusterMessage)?,
+        handlers: [@Sendable (any ClusterMessage, Member) async throws -> Void],
+        refusal: DeliveryResult?
+    ) {
         receivedCounter.increment()
         // Members of another domain are invisible, and so are their messages: the DomainFilter
         // stage is the documented place; this is the backstop when it is not configured.
         guard inbound.sender.domain == configuration.domain else {
-            return .rejected("\(configuration.name) is in domain '\(configuration.domain)', the sender in '\(inbound.sender.domain)'")
+            return (nil, [], .rejected("\(configuration.name) is in domain '\(configuration.domain)', the sender in '\(inbound.sender.domain)'"))
         }
         // An incarnation that left or was replaced by a restart at its address is refused.
         if membership.isRetired(inbound.sender.id) {
-            return .rejected("\(inbound.sender.name) (\(inbound.sender.id)) left or was replaced by a newer incarnation")
+            return (nil, [], .rejected("\(inbound.sender.name) (\(inbound.sender.id)) left or was replaced by a newer incarnation"))
         }
         let (registry, list) = receiving.withLockedValue { ($0.registry, $0.handlers[inbound.type.rawValue] ?? []) }
         let message: any ClusterMessage
@@ -294,17 +311,12 @@ public final class GroupChannel: Service, Sendable {
             message = try registry.decode(inbound.type, codec: codec, from: &payload)
         } catch {
             logger.warning("rejected message \(inbound.type) from \(inbound.sender.name): \(error)")
-            return .rejected("\(error)")
+            return (nil, [], .rejected("\(error)"))
         }
         guard !list.isEmpty else {
-            return .rejected("no handler for message type \(inbound.type) on \(configuration.name)")
+            return (nil, [], .rejected("no handler for message type \(inbound.type) on \(configuration.name)"))
         }
-        do {
-            for handler in list { try await handler(message, inbound.sender) }
-            return .processed
-        } catch {
-            return .handlerFailed("\(error)")
-        }
+        return (message, list, nil)
     }
 
     // MARK: - membership

@@ -129,6 +129,7 @@ public final class TestCluster: Sendable {
                 members: endpoints
             )
             configuration.discoverySettings["interval_ms"] = "200"
+            configuration.applyTestTiming()
             configure(i, &configuration)
             let node = try makeChannel(configuration: configuration, transport: transport, codec: codec, clock: clock, logger: logger?(i))
             try prepare(i, node)
@@ -191,5 +192,20 @@ public final class TestCluster: Sendable {
     public func stop() async {
         for node in nodes { node.shutdown() }
         for task in tasks.withLockedValue({ $0 }) { _ = try? await task.value }
+    }
+}
+
+extension ClusterConfiguration {
+    /// Timing for tests on a shared, loaded machine, where a process can stall for a second or
+    /// more: connections and handshakes get 10 s instead of 1 s, and a member is reported missing
+    /// after 5 s of silence instead of 1 s, so that a busy machine does not make living members
+    /// look suspect. A crash is still seen at once (a reset connection, a refused probe). Tests
+    /// about detection by silence set `membership.missingAfter` themselves.
+    /// ``TestCluster/start(nodes:transport:codec:clock:configure:prepare:logger:meshTimeout:)``
+    /// applies it before its `configure` closure.
+    public mutating func applyTestTiming() {
+        wire.connectTimeout = .seconds(10)
+        membership.handshakeTimeout = .seconds(10)
+        membership.missingAfter = .seconds(5)
     }
 }

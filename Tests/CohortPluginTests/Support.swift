@@ -180,6 +180,7 @@ func withNodes<T>(_ body: (RunningNodes) async throws -> T) async throws -> T {
 func testConfiguration(_ name: String) -> ClusterConfiguration {
     var configuration = ClusterConfiguration(name: name, listen: Endpoint(host: "127.0.0.1", port: 0))
     configuration.sendTimeout = .seconds(10)
+    configuration.applyTestTiming()
     return configuration
 }
 

@@ -63,7 +63,7 @@ struct SendTimeoutTests {
     /// second; a send that is answered is delivered. Nothing here waits for real time to pass.
     @Test func sendsToAMemberThatNeverAnswersTimeOutAtTheirOwnDeadlines() async throws {
         let clock = ManualClock()
-        let sender = TCPTransport(clock: clock)
+        let sender = TCPTransport(settings: TransportSettings(connectTimeout: .seconds(10)), clock: clock)
         let receiver = TCPTransport()
         let holding = HoldingDelegate(heldType: MessageType(41))
         _ = try await sender.start(local: TransportConformance.localMember(0), delegate: RecordingTransportDelegate())

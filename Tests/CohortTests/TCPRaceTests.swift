@@ -12,8 +12,10 @@ struct TCPRaceTests {
     /// retires once acknowledged) instead of failing it: no failed send, no reported loss.
     @Test func aReplacedConnectionDeliversWhatItCarries() async throws {
         for round in 0..<12 {
-            let sender = TCPTransport()
-            let receiver = TCPTransport()
+            // Generous connect and hello timeouts: on a loaded machine a hello reply can take
+            // more than the 1 s default; this test is about what is delivered, not how fast.
+            let sender = TCPTransport(settings: TransportSettings(connectTimeout: .seconds(10)))
+            let receiver = TCPTransport(settings: TransportSettings(connectTimeout: .seconds(10)))
             let senderLog = RecordingTransportDelegate()
             let receiverLog = RecordingTransportDelegate()
             _ = try await sender.start(local: TransportConformance.localMember(0), delegate: senderLog)

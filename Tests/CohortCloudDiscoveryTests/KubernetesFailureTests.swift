@@ -74,7 +74,7 @@ struct KubernetesFailureTests {
             }
             let provider = try harness.provider()
             try await withRunning(provider, local: local) { _ in
-                #expect(await eventually { provider.status.failedPolls >= 5 })
+                #expect(await eventually(timeout: .seconds(90)) { provider.status.failedPolls >= 5 })
             }
             let error = try #require(provider.status.lastError)
             #expect(error.code == .badConfiguration)

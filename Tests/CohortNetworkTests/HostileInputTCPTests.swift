@@ -202,17 +202,17 @@ enum FakeListener {
     final class Handler: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = ByteBuffer
         typealias OutboundOut = ByteBuffer
-        let id: MemberID
+        let template: Member
         var buffer = ByteBuffer()
-        var me: Member?
 
-        init(id: MemberID) { self.id = id }
+        init(template: Member) { self.template = template }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             var bytes = unwrapInboundIn(data)
             buffer.writeBuffer(&bytes)
             let port = context.channel.localAddress?.port ?? 0
-            let me = Member(id: id, name: "stranger", endpoint: Endpoint(host: "127.0.0.1", port: port), startTime: 1)
+            var me = template
+            me.endpoint = Endpoint(host: "127.0.0.1", port: port)
             while let frame = try? WireFormat.parse(from: &buffer, maxFrameSize: 1 << 24) {
                 var reply = ByteBuffer()
                 switch frame.kind {
@@ -234,9 +234,15 @@ enum FakeListener {
     }
 
     static func start(id: MemberID) async throws -> any Channel {
+        try await start(as: Member(id: id, name: "stranger", endpoint: Endpoint(host: "127.0.0.1", port: 0), startTime: 1))
+    }
+
+    /// Listens on a free loopback port and answers as `template` (its endpoint replaced by the
+    /// port listened on).
+    static func start(as template: Member) async throws -> any Channel {
         try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Handler(id: id)) }
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Handler(template: template)) }
             }
             .bind(host: "127.0.0.1", port: 0).get()
     }

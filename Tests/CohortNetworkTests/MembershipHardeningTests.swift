@@ -106,9 +106,17 @@ struct MembershipHardeningTests {
             try node.onMessage(Note.self) { note, _ in received.withLockedValue { $0.append(note.text) } }
         }) { cluster in
             let target = cluster[0].localMember.endpoint
-            let address = Endpoint(host: "127.0.0.1", port: freePorts(1)[0])
+            // The new incarnation listens at the address (answers hellos and probes as itself),
+            // as a restarted node would: the node keeps it as a member for the whole test instead
+            // of judging it gone when its connection closes, which on a loaded machine could happen
+            // before its last message below.
+            let template = Member(name: "ghost", endpoint: Endpoint(host: "127.0.0.1", port: 0), startTime: 2)
+            let listener = try await FakeListener.start(as: template)
+            defer { listener.close(promise: nil) }
+            let address = Endpoint(host: "127.0.0.1", port: try #require(listener.localAddress?.port))
             let oldMember = Member(name: "ghost", endpoint: address, startTime: 1)
-            let newMember = Member(name: "ghost", endpoint: address, startTime: 2)
+            var newMember = template
+            newMember.endpoint = address
             let old = try await FakeMember.connect(to: target, as: oldMember)
             #expect(try await old.send(Note(text: "old 1")) == .processed)
             await old.close()

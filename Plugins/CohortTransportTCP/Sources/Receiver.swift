@@ -28,6 +28,10 @@ actor Receiver {
         case resumed(any Channel)
         /// The member left the view: close its connections.
         case forget(Member)
+        /// Complete the promise once no accepted connection from these members is open (at once
+        /// if none is): a leaving node's sign that its peers handled its leave and closed their
+        /// connections to it.
+        case whenClosed(Set<MemberID>, EventLoopPromise<Void>)
     }
 
     enum Envelope: Sendable {
@@ -66,6 +70,8 @@ actor Receiver {
 
     nonisolated let budget: Budget
     private var inbound: [ObjectIdentifier: Inbound] = [:]
+    /// Promises of ``Message/whenClosed(_:_:)`` still waiting.
+    private var closeWaiters: [(members: Set<MemberID>, promise: EventLoopPromise<Void>)] = []
     private let core: TransportCore
     nonisolated private let mailbox: AsyncStream<Envelope>
     nonisolated private let input: AsyncStream<Envelope>.Continuation
@@ -93,8 +99,22 @@ actor Receiver {
         for await envelope in mailbox {
             switch envelope {
             case .barrier(let continuation): continuation.resume()
-            case .message(let message): handle(message)
+            case .message(let message):
+                handle(message)
+                completeCloseWaiters()
             }
+        }
+        for waiter in closeWaiters { waiter.promise.succeed() }
+        closeWaiters.removeAll()
+    }
+
+    private func completeCloseWaiters() {
+        guard !closeWaiters.isEmpty else { return }
+        let open = Set(inbound.values.map(\.member.id))
+        closeWaiters.removeAll { waiter in
+            guard waiter.members.isDisjoint(with: open) else { return false }
+            waiter.promise.succeed()
+            return true
         }
     }
 
@@ -138,6 +158,8 @@ actor Receiver {
                 inbound.removeValue(forKey: key)
                 entry.channel.close(promise: nil)
             }
+        case .whenClosed(let members, let promise):
+            closeWaiters.append((members, promise))
         }
     }
 }

@@ -376,6 +376,14 @@ public final class TCPTransport: Transport, Sendable {
         loop.scheduleTask(in: .milliseconds(500)) { timeout.succeed() }
         all.cascade(to: timeout)
         try? await timeout.futureResult.get()
+        // Then wait, briefly, until the peers closed their connections to this node: a peer does
+        // that when it has handled the leave (it forgets the member). Closing this node's listener
+        // and connections before would race the leave at the peer: a connection closed under it,
+        // and a probe refused, would make it remove this node as failed instead.
+        let closed = loop.makePromise(of: Void.self)
+        receiver.send(.whenClosed(Set(members.map(\.id)), closed))
+        loop.scheduleTask(in: .seconds(1)) { closed.succeed() }
+        try? await closed.futureResult.get()
     }
 
     // MARK: - probing

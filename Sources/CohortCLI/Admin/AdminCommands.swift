@@ -1,6 +1,7 @@
 import ArgumentParser
 import CohortSessions
 import Foundation
+import NIOHTTP1
 
 /// Options every admin command takes.
 struct AdminOptions: ParsableArguments {

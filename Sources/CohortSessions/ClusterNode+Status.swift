@@ -1,5 +1,6 @@
 import Cohort
 import Foundation
+import NIOConcurrencyHelpers
 
 /// A member as `GET /cluster/members` reports it.
 public struct MemberStatus: Codable, Sendable, Equatable {
@@ -10,18 +11,39 @@ public struct MemberStatus: Codable, Sendable, Equatable {
     /// When this node first saw the member (ISO 8601).
     public var since: String
     public var id: String
+
+    /// Creates a member's status.
+    public init(name: String, address: String, state: String, since: String, id: String) {
+        self.name = name
+        self.address = address
+        self.state = state
+        self.since = since
+        self.id = id
+    }
 }
 
 /// The body of `GET /cluster/members`.
 public struct MembersResponse: Codable, Sendable {
     public var node: String
     public var members: [MemberStatus]
+
+    /// Creates the answer.
+    public init(node: String, members: [MemberStatus]) {
+        self.node = node
+        self.members = members
+    }
 }
 
 /// The body of `GET /cluster/sessions`.
 public struct SessionCountResponse: Codable, Sendable {
     public var node: String
     public var sessions: Int
+
+    /// Creates the answer.
+    public init(node: String, sessions: Int) {
+        self.node = node
+        self.sessions = sessions
+    }
 }
 
 /// The body of `GET /cluster/status` (and of `POST /cluster/leave`): what `cohort status` shows.

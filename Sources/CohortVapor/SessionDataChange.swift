@@ -18,7 +18,7 @@ public struct SessionDataChange: Sendable, Equatable {
     public var principal: String?
 
     /// Whether the data changed at all.
-    public var isEmpty: Bool { set.isEmpty && removed.isEmpty }
+    public var isEmpty: Bool { self.set.isEmpty && removed.isEmpty }
 
     /// Compares the data a request ends with against the data it started with.
     ///

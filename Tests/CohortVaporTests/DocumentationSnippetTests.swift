@@ -7,6 +7,7 @@ import CohortTestKit
 import CohortVapor
 import Foundation
 import Logging
+import NIOCore
 import Testing
 import Vapor
 

@@ -7,6 +7,7 @@ import CohortTestKit
 import CohortVapor
 import Foundation
 import Logging
+import NIOCore
 import NIOConcurrencyHelpers
 import Vapor
 #if canImport(FoundationNetworking)

@@ -32,16 +32,18 @@ struct AdminClient {
         configuration.connectionPool.retryConnectionEstablishment = false
         configuration.redirectConfiguration = .disallow
         let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
-        defer { try? client.syncShutdown() }
         var request = HTTPClientRequest(url: Self.baseURL(address) + path)
         request.method = method
+        let outcome: Result<(status: Int, body: Data), Failure>
         do {
             let response = try await client.execute(request, timeout: .milliseconds(Int64(timeout * 1000)))
             let body = try await response.body.collect(upTo: 4 << 20)
-            return (Int(response.status.code), Data(body.readableBytesView))
+            outcome = .success((Int(response.status.code), Data(body.readableBytesView)))
         } catch {
-            throw Failure(description: "cannot reach the admin address \(address) (\(method) \(path)): \(error); is the node running, and is this its HTTP address?")
+            outcome = .failure(Failure(description: "cannot reach the admin address \(address) (\(method) \(path)): \(error); is the node running, and is this its HTTP address?"))
         }
+        try? await client.shutdown()
+        return try outcome.get()
     }
 
     /// GETs and decodes a JSON answer.

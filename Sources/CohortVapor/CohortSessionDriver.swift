@@ -85,7 +85,7 @@ public struct CohortSessionDriver: AsyncSessionDriver {
         self.ready = ready
     }
 
-    public func createSession(_ data: SessionData, for request: Request) async throws -> SessionID {
+    public func createSession(_ data: SessionData, for request: Request) async throws -> Vapor.SessionID {
         try checkReady()
         var session = manager.newSession()
         if let idle = configuration.idleTimeout { session.maxInactiveInterval = idle }
@@ -94,10 +94,10 @@ public struct CohortSessionDriver: AsyncSessionDriver {
         try apply(change, to: &session)
         try await commit(session, request)
         request.storage[LoadedSessionKey.self] = LoadedSession(session: session, data: data.snapshot)
-        return SessionID(string: session.id)
+        return Vapor.SessionID(string: session.id)
     }
 
-    public func readSession(_ sessionID: SessionID, for request: Request) async throws -> SessionData? {
+    public func readSession(_ sessionID: Vapor.SessionID, for request: Request) async throws -> SessionData? {
         try checkReady()
         let found: CohortSessions.Session?
         do {
@@ -115,7 +115,7 @@ public struct CohortSessionDriver: AsyncSessionDriver {
         return SessionData(initialData: data)
     }
 
-    public func updateSession(_ sessionID: SessionID, to data: SessionData, for request: Request) async throws -> SessionID {
+    public func updateSession(_ sessionID: Vapor.SessionID, to data: SessionData, for request: Request) async throws -> Vapor.SessionID {
         try checkReady()
         let loaded: LoadedSession
         if let stored = request.storage[LoadedSessionKey.self], stored.session.id == sessionID.string {
@@ -139,10 +139,10 @@ public struct CohortSessionDriver: AsyncSessionDriver {
         }
         request.storage[RotationKey.self] = nil
         request.storage[LoadedSessionKey.self] = LoadedSession(session: session, data: data.snapshot)
-        return SessionID(string: session.id)
+        return Vapor.SessionID(string: session.id)
     }
 
-    public func deleteSession(_ sessionID: SessionID, for request: Request) async throws {
+    public func deleteSession(_ sessionID: Vapor.SessionID, for request: Request) async throws {
         try checkReady()
         do {
             try await manager.invalidate(sessionID.string)

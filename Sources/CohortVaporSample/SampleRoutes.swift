@@ -1,4 +1,5 @@
 #if Vapor
+import Cohort
 import CohortSessions
 import CohortVapor
 import Vapor

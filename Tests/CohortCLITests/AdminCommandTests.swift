@@ -27,7 +27,7 @@ struct AdminCommandTests {
 
         // sessions: both nodes hold the one session (delta manager).
         let sessions = try await pair.cohort(["sessions", "--admin", pair.admin[0]])
-        #expect(sessions.stdout == "adm1 holds 1 session\n", "\(sessions.stdout) \(sessions.stderr)")
+        #expect(sessions.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "adm1 holds 1 session", "\(sessions.stdout) \(sessions.stderr)")
         let sessionsJSON = try jsonObject(try await pair.cohort(["sessions", "--admin", pair.admin[1], "--json"]).stdout)
         #expect(sessionsJSON["sessions"] as? Int == 1)
 

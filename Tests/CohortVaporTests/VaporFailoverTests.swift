@@ -6,6 +6,7 @@ import CohortVapor
 import Foundation
 import NIOConcurrencyHelpers
 import Testing
+import Vapor
 
 /// The Hummingbird integration's failover tests (Tests/CohortHummingbirdTests/MiddlewareTests),
 /// against Vapor: `SessionsMiddleware` over ``CohortSessionDriver``, nodes run by

@@ -123,7 +123,7 @@ struct LeaveCommand: AsyncParsableCommand {
                 throw AdminClient.Failure(description: "\(options.admin)/cluster/leave answered \(code): \(String(decoding: body.prefix(300), as: UTF8.self))")
             }
             var status = try AdminClient.decode(NodeStatusResponse.self, body, from: "/cluster/leave")
-            if !options.json { Console.line("\(status.node): \(status.state) — handing off sessions, then leaving the group") }
+            if !options.json { Console.line("\(status.node): leave requested — handing off sessions, then leaving the group") }
             let deadline = Date().addingTimeInterval(wait)
             while wait > 0, !["left", "stopped"].contains(status.state), Date() < deadline {
                 try await Task.sleep(for: .milliseconds(200))

@@ -41,6 +41,10 @@ let serviceLifecycle: Target.Dependency = .product(name: "ServiceLifecycle", pac
 let hummingbird: Target.Dependency = .product(name: "Hummingbird", package: "hummingbird")
 let prometheus: Target.Dependency = .product(name: "Prometheus", package: "swift-prometheus")
 let deque: Target.Dependency = .product(name: "DequeModule", package: "swift-collections")
+let tracing: Target.Dependency = .product(name: "Tracing", package: "swift-distributed-tracing")
+/// Tests only: swift-distributed-tracing's in-memory tracer and swift-metrics' test factory.
+let inMemoryTracing: Target.Dependency = .product(name: "InMemoryTracing", package: "swift-distributed-tracing")
+let metricsTestKit: Target.Dependency = .product(name: "MetricsTestKit", package: "swift-metrics")
 /// Vapor, only when the `Vapor` trait is on (every source of the Vapor targets is under `#if Vapor`).
 let vapor: Target.Dependency = .product(name: "Vapor", package: "vapor", condition: .when(traits: ["Vapor"]))
 
@@ -95,6 +99,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
@@ -122,13 +127,13 @@ let package = Package(
         ),
         .target(
             name: "Cohort",
-            dependencies: ["CohortCore", "CohortPluginSDK", nioCore, nioConcurrencyHelpers, logging, metrics, serviceLifecycle]
+            dependencies: ["CohortCore", "CohortPluginSDK", nioCore, nioConcurrencyHelpers, logging, metrics, serviceLifecycle, tracing]
                 + builtInPlugins.map { Target.Dependency(stringLiteral: $0.name) },
             swiftSettings: swiftSettings
         ),
         .target(
             name: "CohortSessions",
-            dependencies: ["Cohort", "CohortCore", nioCore, nioConcurrencyHelpers, logging, metrics, serviceLifecycle],
+            dependencies: ["Cohort", "CohortCore", nioCore, nioConcurrencyHelpers, logging, metrics, serviceLifecycle, tracing],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -200,7 +205,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CohortSessionsTests",
-            dependencies: ["CohortSessions", "Cohort", "CohortCore", "CohortTestKit", "CohortCodecJSON", "CohortCodecBinary", "CohortTransportTCP", "CohortDiscoveryStatic", nioCore, nioConcurrencyHelpers, logging, metrics, serviceLifecycle],
+            dependencies: ["CohortSessions", "Cohort", "CohortCore", "CohortTestKit", "CohortCodecJSON", "CohortCodecBinary", "CohortTransportTCP", "CohortDiscoveryStatic", nioCore, nioConcurrencyHelpers, logging, metrics, serviceLifecycle, tracing, inMemoryTracing],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -234,7 +239,7 @@ let package = Package(
             name: "CohortTests",
             dependencies: [
                 "Cohort", "CohortCore", "CohortTestKit", "CohortTransportTCP", "CohortCodecBinary", "CohortCodecJSON", "CohortDiscoveryStatic",
-                nioCore, nioPosix, nioConcurrencyHelpers, logging, deque,
+                nioCore, nioPosix, nioConcurrencyHelpers, logging, deque, metrics, tracing, metricsTestKit, inMemoryTracing,
                 // EmbeddedChannel / NIOAsyncTestingChannel: the TCP transport's handlers without sockets.
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ],

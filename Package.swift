@@ -13,7 +13,12 @@ import PackageDescription
 //   Cohort          the channel, membership, interceptors, configuration, loader; the default host
 //                   links every built-in plugin
 //   CohortSessions  session managers and replicated maps over a GroupChannel
-//   CohortHummingbird  persist driver, session middleware, ClusterNode, admin routes
+//   CohortSessions  also ClusterNode (channel + manager + readiness + hand-off), framework-neutral
+//   CohortHummingbird  persist driver, session middleware, admin routes
+//   CohortVapor     Vapor's session driver, lifecycle handler, admin routes — only with the
+//                   `Vapor` trait (off by default: a package that does not enable it never
+//                   resolves vapor): `swift build --traits Vapor`, or in a consumer
+//                   `.package(url: …, from: "0.1.0", traits: ["Vapor"])`
 
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("NonisolatedNonsendingByDefault"),
@@ -36,6 +41,12 @@ let serviceLifecycle: Target.Dependency = .product(name: "ServiceLifecycle", pac
 let hummingbird: Target.Dependency = .product(name: "Hummingbird", package: "hummingbird")
 let prometheus: Target.Dependency = .product(name: "Prometheus", package: "swift-prometheus")
 let deque: Target.Dependency = .product(name: "DequeModule", package: "swift-collections")
+let tracing: Target.Dependency = .product(name: "Tracing", package: "swift-distributed-tracing")
+/// Tests only: swift-distributed-tracing's in-memory tracer and swift-metrics' test factory.
+let inMemoryTracing: Target.Dependency = .product(name: "InMemoryTracing", package: "swift-distributed-tracing")
+let metricsTestKit: Target.Dependency = .product(name: "MetricsTestKit", package: "swift-metrics")
+/// Vapor, only when the `Vapor` trait is on (every source of the Vapor targets is under `#if Vapor`).
+let vapor: Target.Dependency = .product(name: "Vapor", package: "vapor", condition: .when(traits: ["Vapor"]))
 
 /// A built-in plugin: its module (linked into `Cohort`, the default host) and what it needs.
 struct BuiltInPlugin {
@@ -66,19 +77,29 @@ let package = Package(
         .library(name: "CohortCore", targets: ["CohortCore"]),
         .library(name: "CohortSessions", targets: ["CohortSessions"]),
         .library(name: "CohortHummingbird", targets: ["CohortHummingbird"]),
+        // Vapor 4 integration: builds (and links Vapor) only with the `Vapor` trait.
+        .library(name: "CohortVapor", targets: ["CohortVapor"]),
         .library(name: "CohortTestKit", targets: ["CohortTestKit"]),
         // For plugin authors: export a plugin from a shared library of their own package.
         .library(name: "CohortPluginSDK", targets: ["CohortPluginSDK"]),
         .executable(name: "cohort", targets: ["CohortCLI"]),
+        // The Vapor sample app (an empty program without the `Vapor` trait).
+        .executable(name: "cohort-vapor-sample", targets: ["CohortVaporSample"]),
     ]
         // Each built-in plugin as a module of its own…
         + builtInPlugins.map { .library(name: $0.name, targets: [$0.name]) }
         // …and as a shared library that `cohort node --plugin` can load.
         + builtInPlugins.map { .library(name: "\($0.name)Plugin", type: .dynamic, targets: ["\($0.name)Plugin"]) },
+    traits: [
+        // The Vapor integration (CohortVapor, its tests and sample app). Off by default so that
+        // Hummingbird users never build, or even resolve, Vapor.
+        .trait(name: "Vapor", description: "Build CohortVapor, the Vapor 4 integration (session driver, lifecycle, admin routes)."),
+    ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
@@ -88,6 +109,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        // Only with the `Vapor` trait (see `vapor` above).
+        .package(url: "https://github.com/vapor/vapor.git", from: "4.122.3"),
     ],
     targets: [
         .target(
@@ -104,13 +127,13 @@ let package = Package(
         ),
         .target(
             name: "Cohort",
-            dependencies: ["CohortCore", "CohortPluginSDK", nioCore, nioConcurrencyHelpers, logging, metrics, serviceLifecycle]
+            dependencies: ["CohortCore", "CohortPluginSDK", nioCore, nioConcurrencyHelpers, logging, metrics, serviceLifecycle, tracing]
                 + builtInPlugins.map { Target.Dependency(stringLiteral: $0.name) },
             swiftSettings: swiftSettings
         ),
         .target(
             name: "CohortSessions",
-            dependencies: ["Cohort", "CohortCore", nioCore, nioConcurrencyHelpers, logging, metrics, serviceLifecycle],
+            dependencies: ["Cohort", "CohortCore", nioCore, nioConcurrencyHelpers, logging, metrics, serviceLifecycle, tracing],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -119,6 +142,19 @@ let package = Package(
                 "CohortSessions", "Cohort", "CohortCore", hummingbird, prometheus, nioCore, nioConcurrencyHelpers, logging, metrics, serviceLifecycle,
                 .product(name: "NIOFoundationEssentialsCompat", package: "swift-nio"),
             ],
+            swiftSettings: hummingbirdSwiftSettings
+        ),
+        // Vapor's protocols are compiled without NonisolatedNonsendingByDefault, like Hummingbird's.
+        .target(
+            name: "CohortVapor",
+            dependencies: [
+                "CohortSessions", "Cohort", "CohortCore", vapor, nioCore, nioConcurrencyHelpers, logging, serviceLifecycle,
+            ],
+            swiftSettings: hummingbirdSwiftSettings
+        ),
+        .executableTarget(
+            name: "CohortVaporSample",
+            dependencies: ["CohortVapor", "CohortSessions", "Cohort", "CohortCore", vapor, logging],
             swiftSettings: hummingbirdSwiftSettings
         ),
         .target(
@@ -158,9 +194,18 @@ let package = Package(
             ],
             swiftSettings: hummingbirdSwiftSettings
         ),
+        // Runs only with the `Vapor` trait: `swift test --traits Vapor --filter CohortVaporTests`.
+        .testTarget(
+            name: "CohortVaporTests",
+            dependencies: [
+                "CohortVapor", "CohortSessions", "Cohort", "CohortCore", "CohortTestKit", "CohortCodecBinary", "CohortDiscoveryStatic", "CohortTransportTCP",
+                vapor, nioCore, nioConcurrencyHelpers, logging, serviceLifecycle,
+            ],
+            swiftSettings: hummingbirdSwiftSettings
+        ),
         .testTarget(
             name: "CohortSessionsTests",
-            dependencies: ["CohortSessions", "Cohort", "CohortCore", "CohortTestKit", "CohortCodecJSON", "CohortCodecBinary", "CohortTransportTCP", "CohortDiscoveryStatic", nioCore, nioConcurrencyHelpers, logging, metrics, serviceLifecycle],
+            dependencies: ["CohortSessions", "Cohort", "CohortCore", "CohortTestKit", "CohortCodecJSON", "CohortCodecBinary", "CohortTransportTCP", "CohortDiscoveryStatic", nioCore, nioConcurrencyHelpers, logging, metrics, serviceLifecycle, tracing, inMemoryTracing],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -194,7 +239,7 @@ let package = Package(
             name: "CohortTests",
             dependencies: [
                 "Cohort", "CohortCore", "CohortTestKit", "CohortTransportTCP", "CohortCodecBinary", "CohortCodecJSON", "CohortDiscoveryStatic",
-                nioCore, nioPosix, nioConcurrencyHelpers, logging, deque,
+                nioCore, nioPosix, nioConcurrencyHelpers, logging, deque, metrics, tracing, metricsTestKit, inMemoryTracing,
                 // EmbeddedChannel / NIOAsyncTestingChannel: the TCP transport's handlers without sockets.
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ],

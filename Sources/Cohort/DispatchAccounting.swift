@@ -51,13 +51,19 @@ public actor DispatchAccounting {
     private var accounts: [MemberID: Account] = [:]
     private var handler: (@Sendable (AsyncSendFailure) -> Void)?
     private let logger: Logger
-    private let counter = Counter(label: "cohort.send.async_failures")
+    private let counter: Counter
     nonisolated private let mailbox: AsyncStream<Envelope>
     nonisolated private let input: AsyncStream<Envelope>.Continuation
 
     /// Creates the actor.
-    public init(logger: Logger = Logger(label: "cohort")) {
+    ///
+    /// - Parameters:
+    ///   - logger: where failures are logged.
+    ///   - node: the node's name, the `node` label of `cohort.send.async_failures`.
+    ///   - metricsFactory: where the counter goes; nil: the process's (`MetricsSystem.factory`).
+    public init(logger: Logger = Logger(label: "cohort"), node: String = "", metricsFactory: (any MetricsFactory)? = nil) {
         self.logger = logger
+        self.counter = Counter(label: "cohort.send.async_failures", dimensions: [("node", node)], factory: metricsFactory ?? MetricsSystem.factory)
         (self.mailbox, self.input) = AsyncStream.makeStream(of: Envelope.self)
     }
 

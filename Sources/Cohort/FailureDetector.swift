@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 
 /// The control plane of the TCP failure detector (Tribes' TcpFailureDetector): an actor that owns
 /// the suspects and their probes, fed by typed messages.
@@ -17,6 +18,10 @@ import Logging
 /// they were sent, by ``run(context:)``; messages sent before it starts wait in the mailbox. The
 /// decisions are the pure ``FailureDetectorState``; time is the injected ``CohortClock``, so a
 /// test drives the timer with a manual clock. Nothing here is on the per-message path.
+///
+/// It reports through swift-metrics, labelled with the node's name: suspicions, recoveries,
+/// removals, probes by outcome and each probe's round trip (`cohort.failure_detector.*`,
+/// docs/metrics.md).
 public actor FailureDetector {
     /// What the failure detector reacts to.
     public enum Message: Sendable, Equatable {
@@ -48,6 +53,7 @@ public actor FailureDetector {
     nonisolated public let settings: FailureDetectorState.Settings
     private var state: FailureDetectorState
     private let clock: any CohortClock
+    private let metricsFactory: (any MetricsFactory)?
     nonisolated private let mailbox: AsyncStream<Envelope>
     nonisolated private let input: AsyncStream<Envelope>.Continuation
 
@@ -56,10 +62,12 @@ public actor FailureDetector {
     /// - Parameters:
     ///   - settings: probe timeout, re-probe interval, confirmations, suspect timeout.
     ///   - clock: the clock of the timer and of the state's instants (tests pass a manual clock).
-    public init(settings: FailureDetectorState.Settings = .init(), clock: any CohortClock = SystemClock()) {
+    ///   - metricsFactory: where the metrics go; nil: the process's (`MetricsSystem.factory`).
+    public init(settings: FailureDetectorState.Settings = .init(), clock: any CohortClock = SystemClock(), metricsFactory: (any MetricsFactory)? = nil) {
         self.settings = settings
         self.state = FailureDetectorState(settings: settings)
         self.clock = clock
+        self.metricsFactory = metricsFactory
         (self.mailbox, self.input) = AsyncStream.makeStream(of: Envelope.self)
     }
 
@@ -89,6 +97,7 @@ public actor FailureDetector {
     public func run(context: InterceptorContext) async throws {
         let tick = settings.reprobeInterval
         let timeout = settings.probeTimeout
+        let metrics = FailureDetectorMetrics(node: context.local.name, factory: metricsFactory)
         defer { input.finish() }
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { [clock, input] in
@@ -102,7 +111,9 @@ public actor FailureDetector {
                     if case .barrier(let continuation) = envelope { continuation.resume() }
                     continue
                 }
-                for action in handle(message, logger: context.logger) {
+                let actions = handle(message, logger: context.logger)
+                metrics.record(actions)
+                for action in actions {
                     switch action {
                     case .publishSuspected(let member):
                         context.publish(.suspected(member))
@@ -112,8 +123,10 @@ public actor FailureDetector {
                         context.publish(.removed(member))
                         context.forget(member)
                     case .probe(let member):
-                        group.addTask { [input] in
+                        group.addTask { [input, clock] in
+                            let started = clock.now
                             let result = await context.probe(member, timeout)
+                            metrics.probed(result, took: started.duration(to: clock.now))
                             context.logger.debug("probe of \(member.name): \(result)")
                             input.yield(.message(result == .alive ? .probeAnswered(member) : .probeFailed(member, result)))
                         }

@@ -35,10 +35,11 @@ final class QuorumTracker: Sendable {
 
     let minimum: Int
     private let state: NIOLockedValueBox<State>
-    private let gauge = Gauge(label: "cohort.quorum")
+    private let gauge: Gauge
 
-    init(minimum: Int) {
+    init(minimum: Int, node: String, metricsFactory: any MetricsFactory) {
         self.minimum = minimum
+        self.gauge = Gauge(label: "cohort.quorum", dimensions: [("node", node)], factory: metricsFactory)
         self.state = NIOLockedValueBox(State(status: QuorumStatus(members: 1, minimum: minimum)))
         gauge.record(minimum <= 1 ? 1 : 0)
     }

@@ -5,6 +5,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import ServiceLifecycle
 import Synchronization
+import Tracing
 
 /// A node's membership in a cluster: send typed messages to members, receive theirs, and learn
 /// when members come and go (Tribes' GroupChannel).
@@ -43,9 +44,11 @@ public final class GroupChannel: Service, Sendable {
     private let stopInput: AsyncStream<Void>.Continuation
     /// The control plane of message dispatch: async-failure accounts and reports.
     let accounting: DispatchAccounting
-    private let sentCounter = Counter(label: "cohort.messages.sent")
-    private let receivedCounter = Counter(label: "cohort.messages.received")
-    private let membersGauge = Gauge(label: "cohort.members")
+    private let sentCounter: Counter
+    private let receivedCounter: Counter
+    private let membersGauge: Gauge
+    /// Where the spans of acknowledged sends go; nil: the process's (`InstrumentationSystem.tracer`).
+    let tracer: (any Tracer)?
     let quorumTracker: QuorumTracker
 
     /// What a transport callback can reach, built before the listener opens.
@@ -81,6 +84,10 @@ public final class GroupChannel: Service, Sendable {
     ///   - clock: the clock for timers (tests pass a manual clock).
     ///   - logger: the node's logger.
     ///   - interceptors: extra stages placed above the configured ones.
+    ///   - metricsFactory: where the channel's metrics go (labelled `node`, the configured name);
+    ///     nil: the process's (`MetricsSystem.factory`).
+    ///   - tracer: where the spans of acknowledged sends go (`cohort.send`); nil: the process's
+    ///     (`InstrumentationSystem.tracer`, a no-op tracer unless the app bootstraps one).
     public init(
         configuration: ClusterConfiguration,
         transport: any Transport,
@@ -89,9 +96,17 @@ public final class GroupChannel: Service, Sendable {
         discovery: any DiscoveryProvider,
         clock: any CohortClock = SystemClock(),
         logger: Logger? = nil,
-        interceptors: [any Interceptor] = []
+        interceptors: [any Interceptor] = [],
+        metricsFactory: (any MetricsFactory)? = nil,
+        tracer: (any Tracer)? = nil
     ) {
         self.configuration = configuration
+        let factory = metricsFactory ?? MetricsSystem.factory
+        let node = [("node", configuration.name)]
+        self.sentCounter = Counter(label: "cohort.messages.sent", dimensions: node, factory: factory)
+        self.receivedCounter = Counter(label: "cohort.messages.received", dimensions: node, factory: factory)
+        self.membersGauge = Gauge(label: "cohort.members", dimensions: node, factory: factory)
+        self.tracer = tracer
         self.transport = transport
         self.codec = codec
         var set = CodecSet(codecs)
@@ -111,8 +126,8 @@ public final class GroupChannel: Service, Sendable {
         )
         self.state = NIOLockedValueBox(State(view: MembershipView(local: local, members: [], version: 0)))
         (self.stopSignal, self.stopInput) = AsyncStream.makeStream(of: Void.self)
-        self.quorumTracker = QuorumTracker(minimum: configuration.minimumMembers)
-        let accounting = DispatchAccounting(logger: logger)
+        self.quorumTracker = QuorumTracker(minimum: configuration.minimumMembers, node: configuration.name, metricsFactory: factory)
+        let accounting = DispatchAccounting(logger: logger, node: configuration.name, metricsFactory: factory)
         self.accounting = accounting
         var stages: [any Interceptor] = interceptors
         for name in configuration.interceptors {
@@ -120,7 +135,7 @@ public final class GroupChannel: Service, Sendable {
             case "domainFilter":
                 stages.append(DomainFilter(domain: configuration.domain, logger: logger))
             case "failureDetector":
-                stages.append(TcpFailureDetector(settings: configuration.failureDetector, clock: clock))
+                stages.append(TcpFailureDetector(settings: configuration.failureDetector, clock: clock, metricsFactory: metricsFactory))
             case "dispatch":
                 stages.append(MessageDispatch(settings: configuration.dispatch, accounting: accounting))
             default:
@@ -260,8 +275,36 @@ public final class GroupChannel: Service, Sendable {
             targets = found
         }
         sentCounter.increment()
-        var report = targets.isEmpty ? SendReport() : await chain.send(outbound, to: targets)
+        var report: SendReport
+        if targets.isEmpty {
+            report = SendReport()
+        } else if options.guarantee == .asynchronous {
+            report = await chain.send(outbound, to: targets)
+        } else {
+            report = await sendTraced(outbound, to: targets, chain: chain, type: M.self)
+        }
         for id in missing { report.outcomes.append((id, .notAMember)) }
+        return report
+    }
+
+    /// An acknowledged send in a `cohort.send` span (a child of the caller's span, if any):
+    /// the message type, the guarantee, how many members it went to and how many failed. One
+    /// span per message, whatever the fan-out; with the default no-op tracer it records nothing.
+    private func sendTraced<M: ClusterMessage>(_ outbound: OutboundMessage, to targets: [Member], chain: InterceptorChain, type: M.Type) async -> SendReport {
+        let span = (tracer ?? InstrumentationSystem.tracer).startSpan("cohort.send", context: ServiceContext.current ?? .topLevel, ofKind: .client)
+        defer { span.end() }
+        let report = await chain.send(outbound, to: targets)
+        if span.isRecording {
+            span.attributes["cohort.node"] = configuration.name
+            span.attributes["cohort.message.type"] = "\(M.self)"
+            span.attributes["cohort.send.guarantee"] = "\(outbound.options.guarantee)"
+            span.attributes["cohort.send.members"] = targets.count
+            let failures = report.failures
+            span.attributes["cohort.send.failures"] = failures.count
+            if !failures.isEmpty {
+                span.setStatus(SpanStatus(code: .error, message: failures.map { "\($0.member): \($0.outcome)" }.joined(separator: ", ")))
+            }
+        }
         return report
     }
 

@@ -1,3 +1,5 @@
+import Metrics
+
 /// Verifies members before they are declared dead (Tribes' TcpFailureDetector): the interceptor
 /// stage in front of the ``FailureDetector`` actor.
 ///
@@ -18,8 +20,9 @@ public struct TcpFailureDetector: Interceptor {
     /// - Parameters:
     ///   - settings: probe timeout, re-probe interval, confirmations, suspect timeout.
     ///   - clock: the clock of the actor's timer (tests pass a manual clock).
-    public init(settings: FailureDetectorState.Settings = .init(), clock: any CohortClock = SystemClock()) {
-        self.detector = FailureDetector(settings: settings, clock: clock)
+    ///   - metricsFactory: where the actor's metrics go; nil: the process's (`MetricsSystem.factory`).
+    public init(settings: FailureDetectorState.Settings = .init(), clock: any CohortClock = SystemClock(), metricsFactory: (any MetricsFactory)? = nil) {
+        self.detector = FailureDetector(settings: settings, clock: clock, metricsFactory: metricsFactory)
     }
 
     public var name: String { "failureDetector" }

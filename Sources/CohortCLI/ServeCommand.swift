@@ -7,6 +7,7 @@ import Hummingbird
 import Logging
 import Metrics
 import Prometheus
+import ServiceLifecycle
 import UnixSignals
 
 struct ServeCommand: AsyncParsableCommand {
@@ -16,7 +17,9 @@ struct ServeCommand: AsyncParsableCommand {
         discussion: """
             GET /counter increments a counter in your session and answers JSON \
             {"count": N, "node": NAME, "session": ID}; GET / is a live page. Admin endpoints: \
-            /cluster/members, /cluster/sessions, /alive, /ready, /metrics.
+            /cluster/members, /cluster/sessions, /cluster/status, /alive, /ready, /metrics, and \
+            POST /cluster/leave on a loopback HTTP address or with --allow-leave (the commands \
+            `cohort members|sessions|status|leave --admin HOST:PORT` use them).
             """
     )
 
@@ -33,11 +36,23 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("JSON configuration file (COHORT_* environment variables override it).", valueName: "FILE")) var config: String?
     @OptionGroup var pluginOptions: PluginOptions
     @Flag(help: "Log debug information to standard error.") var verbose = false
+    @Flag(help: "Accept POST /cluster/leave (`cohort leave`) on a non-loopback HTTP address: only where the port is not reachable by users.")
+    var allowLeave = false
+    @Option(help: ArgumentHelp("Also serve the admin routes, POST /cluster/leave included, on 127.0.0.1:PORT only (for a Kubernetes preStop hook: cohort leave --admin 127.0.0.1:PORT).", valueName: "PORT"))
+    var adminPort: Int?
+
+    /// Whether `POST /cluster/leave` is mounted: always on a loopback HTTP address.
+    var leaveAllowed: Bool {
+        allowLeave || httpHost == "localhost" || httpHost == "::1" || httpHost.hasPrefix("127.")
+    }
 
     func validate() throws {
         guard ClusterNode.ManagerKind(rawValue: manager) != nil else { throw ValidationError("--manager must be delta or backup, got '\(manager)'") }
         guard ["sync", "async"].contains(mode) else { throw ValidationError("--mode must be sync or async, got '\(mode)'") }
         guard (1...65535).contains(httpPort) else { throw ValidationError("--http-port must be 1…65535") }
+        if let adminPort {
+            guard (1...65535).contains(adminPort), adminPort != httpPort else { throw ValidationError("--admin-port must be 1…65535 and not --http-port") }
+        }
         do { _ = try Endpoint(parsing: listen) } catch let error as CohortError { throw ValidationError("--listen: \(error.message)") }
         for m in members.split(separator: ",") {
             do { _ = try Endpoint(parsing: String(m)) } catch let error as CohortError { throw ValidationError("--members: \(error.message)") }
@@ -79,14 +94,26 @@ struct ServeCommand: AsyncParsableCommand {
         }
 
         let router = Router(context: ClusterRequestContext.self)
-        node.addAdminRoutes(to: router, prometheus: prometheus)
+        node.addAdminRoutes(to: router, prometheus: prometheus, allowLeave: leaveAllowed)
         let sessionRoutes = router.group()
             .add(middleware: ClusterSessionMiddleware(manager: node.sessions, route: route ?? name, ready: { node.isReady }))
         SampleApp.addRoutes(to: sessionRoutes, node: node)
+        var services: [any Service] = [node, ServeAnnouncer(node: node)]
+        if let adminPort {
+            // Loopback only: whoever can run a command in the pod (a preStop hook) may make it leave.
+            let adminRouter = Router(context: ClusterRequestContext.self)
+            node.addAdminRoutes(to: adminRouter, prometheus: prometheus, allowLeave: true)
+            services.append(Application(
+                router: adminRouter,
+                configuration: .init(address: .hostname("127.0.0.1", port: adminPort), serverName: "cohort-\(name)-admin"),
+                onServerRunning: { _ in Console.line("admin \(name) http://127.0.0.1:\(adminPort)") },
+                logger: Logger(label: "cohort.admin")
+            ))
+        }
         let app = Application(
             router: router,
             configuration: .init(address: .hostname(httpHost, port: httpPort), serverName: "cohort-\(name)"),
-            services: [node],
+            services: services,
             onServerRunning: { _ in
                 Console.line("serving \(name) http://\(httpHost):\(httpPort) cluster \(node.channel.localMember.endpoint) pid \(ProcessInfo.processInfo.processIdentifier)")
             },

@@ -7,29 +7,6 @@ import NIOCore
 import NIOFoundationEssentialsCompat
 import Prometheus
 
-/// A member as `GET /cluster/members` reports it.
-public struct MemberStatus: Codable, Sendable, Equatable {
-    public var name: String
-    public var address: String
-    /// `self`, `alive` or `suspected`.
-    public var state: String
-    /// When this node first saw the member (ISO 8601).
-    public var since: String
-    public var id: String
-}
-
-/// The body of `GET /cluster/members`.
-public struct MembersResponse: Codable, Sendable {
-    public var node: String
-    public var members: [MemberStatus]
-}
-
-/// The body of `GET /cluster/sessions`.
-public struct SessionCountResponse: Codable, Sendable {
-    public var node: String
-    public var sessions: Int
-}
-
 extension ClusterNode {
     /// Mounts the admin endpoints any app can serve:
     ///
@@ -37,15 +14,32 @@ extension ClusterNode {
     /// |---|---|
     /// | `GET /cluster/members` | JSON: this node and every member with address, state and since |
     /// | `GET /cluster/sessions` | JSON: the number of sessions this node holds |
+    /// | `GET /cluster/status` | JSON: ready, state, quorum, state transfer (``NodeStatusResponse``) |
+    /// | `POST /cluster/leave` | only with `allowLeave`: 202 and the status; the node hands off its sessions and leaves (``ClusterNode/leave()``) |
     /// | `GET /alive` | 200 while the process runs |
     /// | `GET /ready` | 200 once state transfer is done, 503 before, while shutting down and while not in quorum |
     /// | `GET /metrics` | Prometheus text, when a registry is given |
-    public func addAdminRoutes<Context: RequestContext>(to router: Router<Context>, prometheus: PrometheusCollectorRegistry? = nil) {
+    ///
+    /// These routes share the app's HTTP server: `POST /cluster/leave` takes a node out of the
+    /// cluster, so it is off unless `allowLeave` is true — enable it only where the app's port is
+    /// not reachable by its users (loopback, a separate admin router, a network policy).
+    public func addAdminRoutes<Context: RequestContext>(to router: Router<Context>, prometheus: PrometheusCollectorRegistry? = nil, allowLeave: Bool = false) {
         router.get("/cluster/members") { _, _ -> Response in
             try Self.json(self.membersResponse())
         }
         router.get("/cluster/sessions") { _, _ -> Response in
             try Self.json(SessionCountResponse(node: self.channel.localMember.name, sessions: await self.sessions.sessionIDs().count))
+        }
+        router.get("/cluster/status") { _, _ -> Response in
+            try Self.json(await self.status())
+        }
+        if allowLeave {
+            router.post("/cluster/leave") { _, _ -> Response in
+                self.leave()
+                var response = try Self.json(await self.status())
+                response.status = .accepted
+                return response
+            }
         }
         router.get("/alive") { _, _ -> Response in
             Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "alive\n")))
@@ -67,23 +61,6 @@ extension ClusterNode {
                 return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
             }
         }
-    }
-
-    /// The members as `GET /cluster/members` reports them.
-    public func membersResponse() -> MembersResponse {
-        let view = channel.view
-        let iso = ISO8601DateFormatter()
-        var list = [MemberStatus(name: view.local.name, address: view.local.endpoint.description, state: "self", since: iso.string(from: started), id: view.local.id.description)]
-        for member in view.members {
-            list.append(MemberStatus(
-                name: member.name,
-                address: member.endpoint.description,
-                state: view.suspected.contains(member.id) ? "suspected" : "alive",
-                since: iso.string(from: memberSince(member.id) ?? started),
-                id: member.id.description
-            ))
-        }
-        return MembersResponse(node: view.local.name, members: list)
     }
 
     static func json<T: Encodable>(_ value: T) throws -> Response {

@@ -2,6 +2,7 @@ import Cohort
 import Foundation
 import Logging
 import ServiceLifecycle
+import Tracing
 
 /// The request-scoped API shared by ``DeltaSessionManager`` and ``BackupSessionManager``.
 ///
@@ -37,6 +38,8 @@ public class SessionManager: Service, @unchecked Sendable {
     let listeners: SessionListeners
     let metrics: SessionMetrics
     let logger: Logger
+    let tracing: SessionTracing
+    let transferSpan: TransferSpan
 
     init(
         channel: GroupChannel,
@@ -57,6 +60,9 @@ public class SessionManager: Service, @unchecked Sendable {
         let metrics = SessionMetrics(manager: configuration.name, node: channel.configuration.name, factory: configuration.metricsFactory)
         self.listeners = listeners
         self.metrics = metrics
+        self.tracing = SessionTracing(tracer: configuration.tracer, node: channel.configuration.name, manager: configuration.name)
+        let transferSpan = TransferSpan()
+        self.transferSpan = transferSpan
         let notifyReplicated = configuration.notifyListenersOnReplication
         let observer = ReplicaObserver<SessionRecord>(
             events: { events in
@@ -64,7 +70,10 @@ public class SessionManager: Service, @unchecked Sendable {
                 metrics.record(sessionEvents, activeDelta: activeCount ?? { _ in 0 })
                 listeners.emit(notifyReplicated ? sessionEvents : sessionEvents.filter { $0.origin == .local })
             },
-            ready: { transferred, elapsed in metrics.ready(transferred: transferred, elapsed: elapsed) },
+            ready: { transferred, elapsed in
+                metrics.ready(transferred: transferred, elapsed: elapsed)
+                transferSpan.finish(transferred: transferred)
+            },
             replicated: { bytes, latency in metrics.replicated(bytes: bytes, latency: latency) },
             failure: { kind, count, _ in metrics.failure(kind, count: count) },
             owned: { count in if activeCount == nil { metrics.setActive(count) } }
@@ -78,6 +87,8 @@ public class SessionManager: Service, @unchecked Sendable {
     /// graceful shutdown. Start it once the channel runs.
     public func run() async throws {
         defer { listeners.finish() }
+        transferSpan.open(tracing.startTransfer())
+        defer { transferSpan.abandon() }
         try await backend.run()
     }
 
@@ -127,7 +138,11 @@ public class SessionManager: Service, @unchecked Sendable {
     ///
     /// Reading does not count as an access; committing does.
     public func session(_ id: String) async throws -> Session? {
-        try await backend.record(id).map { Session(record: $0, codec: codec) }
+        try await tracing.span("cohort.session.fetch") { span in
+            let found = try await backend.record(id).map { Session(record: $0, codec: codec) }
+            if span.isRecording { span.attributes["cohort.session.found"] = found != nil }
+            return found
+        }
     }
 
     /// Stores what a request did to a session, as one delta, and replicates it (waiting for
@@ -155,7 +170,19 @@ public class SessionManager: Service, @unchecked Sendable {
                 delta.maxInactive = session.maxInactiveInterval.milliseconds
             }
         }
-        return try await backend.commit(session.originalID, delta, mustCreate: session.isNew)
+        let mustCreate = session.isNew
+        return try await tracing.span("cohort.session.commit") { span in
+            if span.isRecording {
+                span.attributes["cohort.session.new"] = mustCreate
+                span.attributes["cohort.session.invalidated"] = delta.invalidated
+            }
+            let report = try await backend.commit(delta.sessionID, delta, mustCreate: mustCreate)
+            if span.isRecording {
+                span.attributes["cohort.session.replicas"] = report.replicas
+                span.attributes["cohort.session.failures"] = report.failures.count
+            }
+            return report
+        }
     }
 
     /// Runs `body` on a session and commits what it did (one delta).

@@ -1,6 +1,7 @@
 import Cohort
 import Logging
 import Metrics
+import Tracing
 
 /// Settings of a session manager (both kinds) with defaults for production.
 public struct SessionManagerConfiguration: Sendable {
@@ -39,6 +40,10 @@ public struct SessionManagerConfiguration: Sendable {
     public var notifyListenersOnReplication: Bool
     /// Where metrics go; nil uses the global `MetricsSystem`.
     public var metricsFactory: (any MetricsFactory)?
+    /// Where the spans of commits, fetches and the state transfer go (swift-distributed-tracing);
+    /// nil uses the process's `InstrumentationSystem.tracer` (a no-op unless the app bootstraps
+    /// one).
+    public var tracer: (any Tracer)?
     /// Makes new session ids.
     public var idGenerator: @Sendable () -> String
     /// The manager's logger; nil logs under `cohort.sessions`.
@@ -66,6 +71,7 @@ public struct SessionManagerConfiguration: Sendable {
         self.takeOwnershipOnAccess = true
         self.notifyListenersOnReplication = true
         self.metricsFactory = nil
+        self.tracer = nil
         self.idGenerator = SessionID.random
         self.logger = nil
     }

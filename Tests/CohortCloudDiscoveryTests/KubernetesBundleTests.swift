@@ -6,7 +6,9 @@ import Testing
 /// The Kubernetes deployment bundle in docs/deploy/kubernetes: it parses, and its pieces fit
 /// together (RBAC for the service account the pods use, probes on the app's endpoints, a grace
 /// period longer than the node's hand-off, a rolling update that never drops below the replica
-/// count, the discovery settings matching the pod spec).
+/// count, the discovery settings matching the pod spec, a preStop hook that lets the hand-off
+/// finish, a NetworkPolicy that admits only members to the cluster port, a Dockerfile that builds
+/// the static binary and runs it as the non-root user the Deployment expects).
 @Suite("Kubernetes deployment bundle")
 struct KubernetesBundleTests {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -18,7 +20,7 @@ struct KubernetesBundleTests {
     }
 
     func all() throws -> [YAMLNode] {
-        try ["rbac.yaml", "service.yaml", "deployment.yaml"].flatMap { try documents($0) }
+        try ["rbac.yaml", "service.yaml", "deployment.yaml", "networkpolicy.yaml"].flatMap { try documents($0) }
     }
 
     func one(_ kind: String, named name: String? = nil) throws -> YAMLNode {
@@ -36,14 +38,14 @@ struct KubernetesBundleTests {
 
     @Test func everyDocumentIsAKubernetesObject() throws {
         let objects = try all()
-        #expect(objects.count == 7)
+        #expect(objects.count == 8)
         for object in objects {
             #expect(object["apiVersion"]?.string?.isEmpty == false, "\(object)")
             #expect(object["metadata", "name"]?.string?.isEmpty == false, "\(object)")
         }
-        #expect(Set(objects.compactMap { $0["kind"]?.string }) == ["ServiceAccount", "Role", "RoleBinding", "Service", "Deployment", "PodDisruptionBudget"])
+        #expect(Set(objects.compactMap { $0["kind"]?.string }) == ["ServiceAccount", "Role", "RoleBinding", "Service", "Deployment", "PodDisruptionBudget", "NetworkPolicy"])
         let kustomization = try #require(try documents("kustomization.yaml").first)
-        #expect(kustomization["resources"]?.strings == ["rbac.yaml", "service.yaml", "deployment.yaml"])
+        #expect(kustomization["resources"]?.strings == ["rbac.yaml", "service.yaml", "deployment.yaml", "networkpolicy.yaml"])
     }
 
     @Test func theRoleLetsThePodsServiceAccountListPods() throws {
@@ -92,6 +94,72 @@ struct KubernetesBundleTests {
         #expect(grace >= 20)
         let termination = try #require(try one("Deployment")["spec", "template", "spec", "terminationGracePeriodSeconds"]?.int)
         #expect(termination >= grace + 5, "Kubernetes must not SIGKILL a node in the middle of its hand-off (\(termination) s vs --grace \(grace) s)")
+    }
+
+    /// The value of `--flag=VALUE` or `--flag VALUE` in a command line.
+    func value(of flag: String, in arguments: [String]) -> String? {
+        if let inline = arguments.first(where: { $0.hasPrefix(flag + "=") }) { return String(inline.dropFirst(flag.count + 1)) }
+        guard let index = arguments.firstIndex(of: flag), index + 1 < arguments.count else { return nil }
+        return arguments[index + 1]
+    }
+
+    @Test func thePreStopHookLeavesGracefullyWithinTheTerminationGracePeriod() throws {
+        let container = try self.container
+        let command = container["lifecycle", "preStop", "exec", "command"]?.strings ?? []
+        #expect(command.first == "cohort" && command.dropFirst().first == "leave", "preStop runs `cohort leave`: \(command)")
+        // It talks to the loopback-only admin server the container starts.
+        let args = container["args"]?.strings ?? []
+        let adminPort = try #require(value(of: "--admin-port", in: args), "the container starts no admin server (--admin-port)")
+        #expect(value(of: "--admin", in: command) == "127.0.0.1:\(adminPort)")
+        // It waits for the hand-off, and Kubernetes waits for it and then for the node's own stop.
+        let wait = try #require(value(of: "--wait", in: command).flatMap(Int.init), "the hook must wait until the node has left (--wait)")
+        let delay = value(of: "--delay", in: command).flatMap(Int.init) ?? 0
+        #expect(wait >= 10, "a hand-off needs time (\(wait) s)")
+        let grace = value(of: "--grace", in: args).flatMap(Int.init) ?? 20
+        let termination = try #require(try one("Deployment")["spec", "template", "spec", "terminationGracePeriodSeconds"]?.int)
+        #expect(termination >= delay + wait + grace + 5, "SIGKILL would cut the hook or the stop short: \(termination) s < \(delay) + \(wait) + \(grace) + 5 s")
+        // The admin port is not a container port: nothing outside the pod reaches it.
+        #expect(!(container["ports"]?.items.contains { $0["containerPort"]?.string == adminPort } ?? false))
+    }
+
+    @Test func theNetworkPolicyAdmitsOnlyMembersToTheClusterPort() throws {
+        let policy = try one("NetworkPolicy")
+        let labels = try #require(try one("Deployment")["spec", "template", "metadata", "labels"])
+        #expect(policy["spec", "podSelector", "matchLabels"] == labels, "the policy must select the cohort pods")
+        #expect(policy["spec", "policyTypes"]?.strings.contains("Ingress") == true)
+        let clusterPort = try container["ports"]?.items.first { $0["name"]?.string == "cluster" }?["containerPort"]?.string
+        let rules = policy["spec", "ingress"]?.items ?? []
+        func covers(_ rule: YAMLNode, _ names: [String?]) -> Bool {
+            guard let ports = rule["ports"] else { return true }  // no ports: every port
+            return ports.items.contains { names.contains($0["port"]?.string) }
+        }
+        let clusterRules = rules.filter { covers($0, ["cluster", clusterPort]) }
+        #expect(!clusterRules.isEmpty, "no rule admits the members to the cluster port")
+        for rule in clusterRules {
+            let peers = rule["from"]?.items ?? []
+            #expect(!peers.isEmpty, "a rule without `from` admits everyone to the cluster port")
+            for peer in peers {
+                #expect(peer.keys == ["podSelector"], "only pods of this namespace: \(peer)")
+                #expect(peer["podSelector", "matchLabels"] == labels, "only the members' pods: \(peer)")
+            }
+        }
+        // The app stays reachable.
+        #expect(rules.contains { covers($0, ["http"]) && $0["from"] == nil })
+    }
+
+    @Test func theDockerfileBuildsTheStaticBinaryAndRunsItAsTheDeploymentsUser() throws {
+        let text = try String(contentsOf: Self.repository.appendingPathComponent("docs/deploy/Dockerfile"), encoding: .utf8)
+        let lines = text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.hasPrefix("#") }
+        #expect(text.contains("swift build -c release --static-swift-stdlib --product cohort"))
+        let stages = lines.filter { $0.hasPrefix("FROM ") }
+        #expect(stages.count == 2, "a build stage and a run stage")
+        #expect(stages.last?.contains("swift") == false, "the run stage carries no toolchain")
+        let user = try #require(lines.last { $0.hasPrefix("USER ") }).dropFirst("USER ".count)
+        let uid = try #require(user.split(separator: ":").first.flatMap { Int($0) })
+        #expect(uid != 0)
+        #expect(try container["securityContext", "runAsUser"]?.int == uid, "runAsNonRoot checks the numeric user")
+        #expect(lines.contains { $0.hasPrefix("ENTRYPOINT") && $0.contains("cohort") })
+        #expect(try container["command", 0]?.string == "cohort")
     }
 
     @Test func thePodsKnowWhoTheyAreAndHowToFindEachOther() throws {

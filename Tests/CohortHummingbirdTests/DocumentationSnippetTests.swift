@@ -86,6 +86,27 @@ func makeRouter(node: ClusterNode) -> Router<AppContext> {
 }
 // snippet: docs/hummingbird.md end
 
+// snippet: Sources/CohortHummingbird/Docs.docc/GettingStarted.md begin
+import CohortHummingbird
+import Hummingbird
+
+func makeVisitsRouter(node: ClusterNode) -> Router<ClusterRequestContext> {
+    let router = Router(context: ClusterRequestContext.self)
+    node.addAdminRoutes(to: router)                        // /cluster/*, /alive, /ready
+    let web = router.group()
+        .add(middleware: ClusterSessionMiddleware(manager: node.sessions, ready: { node.isReady }))
+    web.get("/visits") { _, context -> String in
+        let visits = try context.clusterSession.update(node.sessions) { session in
+            let visits = (try session.attribute("visits", as: Int.self) ?? 0) + 1
+            try session.setAttribute("visits", visits)
+            return visits
+        }
+        return "\(visits)"                                 // replicated before this answer leaves
+    }
+    return router
+}
+// snippet: Sources/CohortHummingbird/Docs.docc/GettingStarted.md end
+
 @Suite("Code in the documents", .timeLimit(.minutes(2)))
 struct DocumentationSnippetTests {
     /// The package's root, from this file's place in it.
@@ -114,7 +135,7 @@ struct DocumentationSnippetTests {
         return Array(lines[(begin + 1)..<end])
     }
 
-    @Test(arguments: ["README.md", "docs/hummingbird.md"])
+    @Test(arguments: ["README.md", "docs/hummingbird.md", "Sources/CohortHummingbird/Docs.docc/GettingStarted.md"])
     func snippetsAreTheDocumentsCode(_ document: String) throws {
         let inDocument = try Self.documentBlock(document)
         let inTest = try Self.testRegion(document)
@@ -138,6 +159,60 @@ struct DocumentationSnippetTests {
                 try await group.waitForAll()
             }
         }
+    }
+
+    /// The DocC tutorial's app on two nodes: a session built on one continues on the other.
+    @Test func theDocCTutorialAppContinuesTheSessionOnTheOtherNode() async throws {
+        let network = InMemoryNetwork()
+        let clock = ManualClock()
+        var quiet = Logger(label: "test")
+        quiet.logLevel = .error
+        var ports: [Int] = []
+        var groups: [(group: ServiceGroup, task: Task<Void, any Error>)] = []
+        var endpoints: [Endpoint] = []
+        do {
+            for i in 0..<2 {
+                let configuration = ClusterConfiguration(name: "visits\(i + 1)", listen: Endpoint(host: "127.0.0.1", port: 0), members: endpoints)
+                let channel = GroupChannel(
+                    configuration: configuration, transport: network.makeTransport(), codec: BinaryCodec(),
+                    discovery: StaticDiscovery(endpoints: endpoints, interval: .milliseconds(100)), logger: quiet
+                )
+                var sessions = SessionManagerConfiguration(name: "web")
+                sessions.clock = clock
+                sessions.settleTime = .zero
+                sessions.logger = quiet
+                let node = ClusterNode(channel: channel, sessions: try DeltaSessionManager(channel: channel, configuration: sessions))
+                let (listening, listened) = AsyncStream.makeStream(of: Int.self)
+                let app = Application(
+                    router: makeVisitsRouter(node: node),
+                    configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                    services: [node],
+                    onServerRunning: { channel in
+                        listened.yield(channel.localAddress?.port ?? 0)
+                        listened.finish()
+                    },
+                    logger: quiet
+                )
+                let group = ServiceGroup(services: [app], gracefulShutdownSignals: [], logger: quiet)
+                groups.append((group, Task { try await group.run() }))
+                ports.append(try await withDeadline(.seconds(60), "visits\(i + 1)'s HTTP server") {
+                    for await port in listening where port != 0 { return port }
+                    throw CohortError(.notRunning, "visits\(i + 1)'s HTTP server stopped before it listened")
+                })
+                try await withDeadline(.seconds(60), "visits\(i + 1) to be ready") { try await node.waitUntilReady() }
+                endpoints.append(try await channel.waitUntilRunning())
+                try await channel.waitForMembers(i)
+            }
+            let browser = Browser()
+            #expect(try await browser.get(ports[0], "/visits").body == "1")
+            #expect(try await browser.get(ports[1], "/visits").body == "2", "the session continues on the other node")
+            #expect(try await Browser().get(ports[1], "/cluster/status").body.contains("\"state\":\"serving\""))
+        } catch {
+            for entry in groups { await entry.group.triggerGracefulShutdown() }
+            throw error
+        }
+        for entry in groups { await entry.group.triggerGracefulShutdown() }
+        for entry in groups { _ = try? await entry.task.value }
     }
 
     /// hummingbird-auth's session middleware over the cluster driver: a session built through

@@ -1,19 +1,19 @@
 import Cohort
-import CohortSessions
 import Foundation
-import Hummingbird
 import Logging
 import NIOConcurrencyHelpers
 import ServiceLifecycle
 
 /// A cluster node for a web app: the group channel plus a session manager, as one
-/// swift-service-lifecycle `Service`.
+/// swift-service-lifecycle `Service`. Framework-neutral: `CohortHummingbird` and `CohortVapor`
+/// add their admin routes to it.
 ///
 /// Put it **before** the HTTP server in the service list (Hummingbird's `Application(services:)`
-/// does that for services it is given): it starts first and stops after the server. It is not
-/// ready (``isReady``, `GET /ready`) until the session state transfer is done. On graceful
-/// shutdown (SIGTERM) it reports not-ready, stops the session manager (which hands off what it
-/// alone holds), then leaves the group — all within ``gracePeriod``.
+/// does that for services it is given; `CohortVapor`'s lifecycle handler starts it on boot): it
+/// starts first and stops after the server. It is not ready (``isReady``, `GET /ready`) until the
+/// session state transfer is done. On graceful shutdown (SIGTERM) — or on ``leave()`` — it reports
+/// not-ready, stops the session manager (which hands off what it alone holds), then leaves the
+/// group — all within ``gracePeriod``.
 ///
 /// Times (``started``, ``memberSince(_:)``, the grace period) come from the session manager's
 /// clock (``SessionManagerConfiguration/clock``).
@@ -24,11 +24,14 @@ public final class ClusterNode: Service, Sendable {
     public let sessions: SessionManager
     /// The longest the graceful hand-off may take before the node leaves anyway.
     public let gracePeriod: Duration
-    private let state: NIOLockedValueBox<State>
+    let state: NIOLockedValueBox<State>
 
     struct State {
         var ready = false
         var stopping = false
+        var left = false
+        var leaveRequested = false
+        var leaveWaiter: CheckedContinuation<Void, Never>?
         var since: [MemberID: Date] = [:]
         var started: Date
         var readyWaiters: [CheckedContinuation<Void, any Error>] = []
@@ -71,8 +74,8 @@ public final class ClusterNode: Service, Sendable {
         self.init(channel: channel, sessions: made, gracePeriod: gracePeriod)
     }
 
-    /// Whether the node serves: state transfer done, not shutting down, and in quorum (it sees at
-    /// least ``ClusterConfiguration/minimumMembers`` members, itself included).
+    /// Whether the node serves: state transfer done, not shutting down or leaving, and in quorum
+    /// (it sees at least ``ClusterConfiguration/minimumMembers`` members, itself included).
     public var isReady: Bool { state.withLockedValue { $0.ready && !$0.stopping } && channel.isInQuorum }
 
     /// When each current member was first seen.
@@ -89,11 +92,49 @@ public final class ClusterNode: Service, Sendable {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             let outcome: Result<Void, any Error>? = state.withLockedValue { state in
                 if state.ready { return .success(()) }
-                if state.finished { return .failure(CohortError(.notRunning, "node \(channel.configuration.name) stopped before it was ready")) }
+                if state.finished || state.stopping {
+                    return .failure(CohortError(.notRunning, "node \(channel.configuration.name) stopped before it was ready"))
+                }
                 state.readyWaiters.append(continuation)
                 return nil
             }
             if let outcome { continuation.resume(with: outcome) }
+        }
+    }
+
+    /// Leaves the cluster gracefully without stopping the service: the node reports not-ready,
+    /// hands off the sessions it alone holds, and leaves the group, as on SIGTERM; then
+    /// ``run()`` keeps waiting for the service group's shutdown (so the HTTP server stays up and
+    /// answers 503 on `/ready` and the session routes, and the admin routes say `left`).
+    ///
+    /// Returns at once; ``status()`` tells `leaving`, then `left`. Calling it again does nothing.
+    public func leave() {
+        let waiter: CheckedContinuation<Void, Never>? = state.withLockedValue { state in
+            guard !state.leaveRequested else { return nil }
+            state.leaveRequested = true
+            defer { state.leaveWaiter = nil }
+            return state.leaveWaiter
+        }
+        waiter?.resume()
+    }
+
+    /// Returns when ``leave()`` is called (at once if it was).
+    func waitForLeaveRequest() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now: Bool = state.withLockedValue { state in
+                    if state.leaveRequested || Task.isCancelled { return true }
+                    state.leaveWaiter = continuation
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        } onCancel: {
+            let waiter = state.withLockedValue { state in
+                defer { state.leaveWaiter = nil }
+                return state.leaveWaiter
+            }
+            waiter?.resume()
         }
     }
 
@@ -104,6 +145,17 @@ public final class ClusterNode: Service, Sendable {
             return state.readyWaiters
         }
         for waiter in waiters { waiter.resume() }
+    }
+
+    /// Stopping (shutdown or leave): waiters for readiness fail at once.
+    private func markStopping() {
+        let waiters = state.withLockedValue { state in
+            state.stopping = true
+            defer { state.readyWaiters.removeAll() }
+            return state.readyWaiters
+        }
+        let error = CohortError(.notRunning, "node \(channel.configuration.name) stopped before it was ready")
+        for waiter in waiters { waiter.resume(throwing: error) }
     }
 
     private func markFinished() {
@@ -134,18 +186,39 @@ public final class ClusterNode: Service, Sendable {
                 try await self.sessions.waitUntilReady()
                 self.markReady()
             }
-            // Serve until the service group shuts down (SIGTERM) or cancels.
-            do {
-                try await gracefulShutdown()
-            } catch {
-                // Cancelled: fall through to the same orderly stop, as fast as it goes.
-            }
-            self.state.withLockedValue { $0.stopping = true }
-            channel.logger.info("\(channel.localMember.name): stopping; handing off sessions")
+            // Serve until the service group shuts down (SIGTERM), cancels, or leave() is called.
+            let reason = await Self.firstOf(shutdown: { try await gracefulShutdown() }, leave: { await self.waitForLeaveRequest() })
+            self.markStopping()
+            channel.logger.info("\(channel.localMember.name): \(reason == .leave ? "leaving" : "stopping"); handing off sessions")
             sessions.shutdown()
             await Self.waitAtMost(gracePeriod, on: sessions.configuration.clock) { for await _ in managerDone {} }
             channel.shutdown()
             try await group.waitForAll()
+            self.state.withLockedValue { $0.left = true }
+            if reason == .leave {
+                // Out of the cluster, still a service of its group: wait for the group's shutdown.
+                try? await gracefulShutdown()
+            }
+        }
+    }
+
+    enum StopReason { case shutdown, leave }
+
+    /// Waits for the service group's graceful shutdown (or cancellation) or a leave request.
+    static func firstOf(shutdown: @escaping @Sendable () async throws -> Void, leave: @escaping @Sendable () async -> Void) async -> StopReason {
+        await withTaskGroup(of: StopReason.self) { group in
+            group.addTask {
+                // Cancelled: the same orderly stop, as fast as it goes.
+                try? await shutdown()
+                return .shutdown
+            }
+            group.addTask {
+                await leave()
+                return .leave
+            }
+            let first = await group.next() ?? .shutdown
+            group.cancelAll()
+            return first
         }
     }
 

@@ -142,6 +142,9 @@ public final class ClusterNode: Service, Sendable {
             }
             self.state.withLockedValue { $0.stopping = true }
             channel.logger.info("\(channel.localMember.name): stopping; handing off sessions")
+            // Hand-off first (ownership and copies moved, confirmed), then stop the manager and
+            // leave: the members own and back everything this node held before they see it go.
+            await Self.waitAtMost(gracePeriod, on: sessions.configuration.clock) { _ = await self.sessions.handOff() }
             sessions.shutdown()
             await Self.waitAtMost(gracePeriod, on: sessions.configuration.clock) { for await _ in managerDone {} }
             channel.shutdown()

@@ -202,18 +202,30 @@ struct PrimaryBackupState<Entry: ReplicatedEntry>: Sendable {
     mutating func onStore(_ key: String, entry: Entry, location: Location, now: WallMillis) -> [Action] {
         var actions: [Action] = []
         if let tombstone = tombstones[key], location.stamp <= tombstone.stamp { return actions }
-        if let current = locations[key], current.stamp > location.stamp { return actions }
+        if let current = locations[key], current.stamp > location.stamp {
+            // An older placement: the location stays, but the data is judged by entry version,
+            // not by where it was: a copy this node holds merges the sender's changes (field
+            // by field, by stamp), so writes made on either side of a split are both kept.
+            if var copy = copies[key], copy.merge(entry) {
+                copies[key] = copy
+                actions.append(.event(.updated(key: key, entry: copy, change: nil, origin: .replicated)))
+            }
+            return actions
+        }
         setLocation(key, location)
         tombstones[key] = nil
         guard location.holders.contains(local) else {
             copies[key] = nil
             return actions
         }
-        let existed = copies[key] != nil
-        copies[key] = entry
-        actions.append(.event(existed
-            ? .updated(key: key, entry: entry, change: nil, origin: .replicated)
-            : .created(key: key, entry: entry, origin: .replicated)))
+        if var copy = copies[key] {
+            // Merged rather than replaced: a copy of an older version cannot roll this one back.
+            if copy.merge(entry) { copies[key] = copy }
+            actions.append(.event(.updated(key: key, entry: copy, change: nil, origin: .replicated)))
+        } else {
+            copies[key] = entry
+            actions.append(.event(.created(key: key, entry: entry, origin: .replicated)))
+        }
         return actions
     }
 

@@ -194,7 +194,9 @@ let package = Package(
             name: "CohortTests",
             dependencies: [
                 "Cohort", "CohortCore", "CohortTestKit", "CohortTransportTCP", "CohortCodecBinary", "CohortCodecJSON", "CohortDiscoveryStatic",
-                nioCore, nioPosix, nioConcurrencyHelpers, logging,
+                nioCore, nioPosix, nioConcurrencyHelpers, logging, deque,
+                // EmbeddedChannel / NIOAsyncTestingChannel: the TCP transport's handlers without sockets.
+                .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -34,32 +34,40 @@ public final class GroupChannel: Service, Sendable {
     /// The node's logger (its metadata carries the node name).
     public let logger: Logger
     private let allocator = ByteBufferAllocator()
-    private let registry = NIOLockedValueBox(MessageRegistry())
-    private let handlers = NIOLockedValueBox([UInt32: [@Sendable (any ClusterMessage, Member) async throws -> Void]]())
-    private let viewBox: NIOLockedValueBox<MembershipView>
+    /// The lifecycle and the view: the send path reads both with one lock.
+    private let state: NIOLockedValueBox<State>
+    /// The allow-list and the handlers: the receive path reads both with one lock.
+    private let receiving = NIOLockedValueBox(Receiving())
     private let subscribers = NIOLockedValueBox(Subscribers())
-    private let lifecycle = NIOLockedValueBox(Lifecycle())
-    private let asyncFailureHandler = NIOLockedValueBox<(@Sendable (AsyncSendFailure) -> Void)?>(nil)
     private let stopSignal: AsyncStream<Void>
     private let stopInput: AsyncStream<Void>.Continuation
-    private let sink: AsyncFailureSink
-    private let chainBox = NIOLockedValueBox<InterceptorChain?>(nil)
-    private let membershipBox = NIOLockedValueBox<MembershipService?>(nil)
+    /// The control plane of message dispatch: async-failure accounts and reports.
+    let accounting: DispatchAccounting
     private let sentCounter = Counter(label: "cohort.messages.sent")
     private let receivedCounter = Counter(label: "cohort.messages.received")
-    private let asyncFailureCounter = Counter(label: "cohort.send.async_failures")
     private let membersGauge = Gauge(label: "cohort.members")
     let quorumTracker: QuorumTracker
+
+    /// What a transport callback can reach, built before the listener opens.
+    struct Parts: Sendable {
+        let chain: InterceptorChain
+        let membership: MembershipService
+    }
+
+    struct State {
+        var lifecycle = ChannelLifecycle<Parts>()
+        var view: MembershipView
+    }
+
+    struct Receiving {
+        var registry = MessageRegistry()
+        var handlers: [UInt32: [@Sendable (any ClusterMessage, Member) async throws -> Void]] = [:]
+    }
 
     struct Subscribers {
         var next = 0
         var events: [Int: AsyncStream<MembershipEvent>.Continuation] = [:]
-    }
-
-    struct Lifecycle {
-        enum State { case idle, running(Endpoint), stopped }
-        var state: State = .idle
-        var waiters: [CheckedContinuation<Endpoint, any Error>] = []
+        var finished = false
     }
 
     /// Creates a channel from resolved parts.
@@ -101,11 +109,11 @@ public final class GroupChannel: Service, Sendable {
             metadata: configuration.metadata,
             startTime: Int64((Double(DispatchTimeShim.wallClockNanoseconds()) / 1_000_000).rounded())
         )
-        self.viewBox = NIOLockedValueBox(MembershipView(local: local, members: [], version: 0))
+        self.state = NIOLockedValueBox(State(view: MembershipView(local: local, members: [], version: 0)))
         (self.stopSignal, self.stopInput) = AsyncStream.makeStream(of: Void.self)
         self.quorumTracker = QuorumTracker(minimum: configuration.minimumMembers)
-        let sink = AsyncFailureSink()
-        self.sink = sink
+        let accounting = DispatchAccounting(logger: logger)
+        self.accounting = accounting
         var stages: [any Interceptor] = interceptors
         for name in configuration.interceptors {
             switch name {
@@ -114,29 +122,24 @@ public final class GroupChannel: Service, Sendable {
             case "failureDetector":
                 stages.append(TcpFailureDetector(settings: configuration.failureDetector, clock: clock))
             case "dispatch":
-                stages.append(MessageDispatch(
-                    settings: configuration.dispatch,
-                    report: { failure in sink.report(failure) },
-                    members: { id in sink.member(id) }
-                ))
+                stages.append(MessageDispatch(settings: configuration.dispatch, accounting: accounting))
             default:
                 break
             }
         }
         self.stagesOverride = stages
-        sink.channel = self
     }
 
     private let stagesOverride: [any Interceptor]
 
     /// The local member (its port is the bound one once running).
-    public var localMember: Member { viewBox.withLockedValue { $0.local } }
+    public var localMember: Member { state.withLockedValue { $0.view.local } }
 
     /// The transport plugin instance this channel runs on.
     public var underlyingTransport: any Transport { transport }
 
     /// The current membership view.
-    public var view: MembershipView { viewBox.withLockedValue { $0 } }
+    public var view: MembershipView { state.withLockedValue { $0.view } }
 
     /// The interceptor stages, top first.
     public var interceptors: [any Interceptor] { stagesOverride }
@@ -147,7 +150,7 @@ public final class GroupChannel: Service, Sendable {
     ///
     /// - Throws: ``CohortError/Code/duplicate`` when its id belongs to another type.
     public func register<M: ClusterMessage>(_ type: M.Type) throws {
-        try registry.withLockedValue { try $0.register(type) }
+        try receiving.withLockedValue { try $0.registry.register(type) }
     }
 
     /// Calls `handler` for every message of a type; registers the type.
@@ -156,9 +159,9 @@ public final class GroupChannel: Service, Sendable {
     /// ``DeliveryGuarantee/processed`` the sender waits for the handler; an error it throws is
     /// reported to the sender as ``MemberOutcome/remoteFailure(_:)``.
     public func onMessage<M: ClusterMessage>(_ type: M.Type, handler: @escaping @Sendable (M, Member) async throws -> Void) throws {
-        try register(type)
-        handlers.withLockedValue {
-            $0[M.messageType.rawValue, default: []].append { message, sender in
+        try receiving.withLockedValue {
+            try $0.registry.register(type)
+            $0.handlers[M.messageType.rawValue, default: []].append { message, sender in
                 try await handler(message as! M, sender)
             }
         }
@@ -174,7 +177,8 @@ public final class GroupChannel: Service, Sendable {
     /// Membership events from now on (each call makes a new subscription).
     public func membershipEvents() -> AsyncStream<MembershipEvent> {
         let (stream, continuation) = AsyncStream.makeStream(of: MembershipEvent.self, bufferingPolicy: .bufferingNewest(4096))
-        let stopped: Bool = subscribers.withLockedValue { subs in
+        let finished: Bool = subscribers.withLockedValue { subs in
+            guard !subs.finished else { return true }
             let id = subs.next
             subs.next += 1
             subs.events[id] = continuation
@@ -183,20 +187,26 @@ public final class GroupChannel: Service, Sendable {
             }
             return false
         }
-        if stopped { continuation.finish() }
-        if case .stopped = lifecycle.withLockedValue({ $0.state }) { continuation.finish() }
+        if finished { continuation.finish() }
         return stream
     }
 
     /// Where failures of asynchronous sends are reported (besides the log and the metric).
+    ///
+    /// The handler is called by the channel's ``DispatchAccounting`` actor, one failure at a time,
+    /// never on an event loop; set it before ``run()`` to see every failure.
     public func onAsyncFailure(_ handler: @escaping @Sendable (AsyncSendFailure) -> Void) {
-        asyncFailureHandler.withLockedValue { $0 = handler }
+        accounting.send(.handler(handler))
+    }
+
+    /// The accounts of asynchronous-send failures per member still in the view (kept by the
+    /// ``DispatchAccounting`` actor).
+    public func asyncFailureAccounts() async -> [MemberID: DispatchAccounting.Account] {
+        await accounting.snapshot
     }
 
     func reportAsyncFailure(_ failure: AsyncSendFailure) {
-        asyncFailureCounter.increment(by: failure.count)
-        logger.warning("\(failure)")
-        asyncFailureHandler.withLockedValue { $0 }?(failure)
+        accounting.send(.failed(failure))
     }
 
     // MARK: - sending
@@ -215,9 +225,14 @@ public final class GroupChannel: Service, Sendable {
     ///   (``CohortError/Code/codecFailure``) or exceeds the frame cap
     ///   (``CohortError/Code/frameTooLarge``).
     public func send<M: ClusterMessage>(_ message: M, to destination: Destination = .all, options: SendOptions? = nil) async throws -> SendReport {
-        guard isRunning else {
+        // One lock: the chain and the view, both snapshots published by the control plane.
+        let snapshot: (chain: InterceptorChain, view: MembershipView)? = state.withLockedValue { state in
+            state.lifecycle.sending.map { ($0.chain, state.view) }
+        }
+        guard let snapshot else {
             throw CohortError(.notRunning, "the channel of \(configuration.name) is not running; call send after run() has started (waitUntilRunning) and before shutdown")
         }
+        let (chain, current) = snapshot
         var payload = allocator.buffer(capacity: 256)
         do {
             try codec.encode(message, into: &payload)
@@ -231,7 +246,6 @@ public final class GroupChannel: Service, Sendable {
         var options = options ?? SendOptions(guarantee: .processed, timeout: configuration.sendTimeout)
         if options.timeout <= .zero { options.timeout = configuration.sendTimeout }
         let outbound = OutboundMessage(type: M.messageType, codec: codec.id, payload: payload, options: options)
-        let current = view
         let targets: [Member]
         var missing: [MemberID] = []
         switch destination {
@@ -251,34 +265,21 @@ public final class GroupChannel: Service, Sendable {
         return report
     }
 
-    var chain: InterceptorChain { chainBox.withLockedValue { $0! } }
-
     // MARK: - receiving
 
-    func dispatch(_ inbound: InboundMessage) async -> DeliveryResult {
-        receivedCounter.increment()
-        // Members of another domain are invisible, and so are their messages: the DomainFilter
-        // stage is the documented place; this is the backstop when it is not configured.
-        guard inbound.sender.domain == configuration.domain else {
-            return .rejected("\(configuration.name) is in domain '\(configuration.domain)', the sender in '\(inbound.sender.domain)'")
-        }
-        // An incarnation that left or was replaced by a restart at its address is refused.
-        if membershipService?.isRetired(inbound.sender.id) == true {
-            return .rejected("\(inbound.sender.name) (\(inbound.sender.id)) left or was replaced by a newer incarnation")
-        }
-        let message: any ClusterMessage
-        do {
-            let codec = try codecs.codec(inbound.codec)
-            var payload = inbound.payload
-            message = try registry.withLockedValue { $0 }.decode(inbound.type, codec: codec, from: &payload)
-        } catch {
-            logger.warning("rejected message \(inbound.type) from \(inbound.sender.name): \(error)")
-            return .rejected("\(error)")
-        }
-        let list = handlers.withLockedValue { $0[inbound.type.rawValue] ?? [] }
-        guard !list.isEmpty else {
-            return .rejected("no handler for message type \(inbound.type) on \(configuration.name)")
-        }
+    /// The chain a message from the transport goes up, then ``dispatch(_:membership:)``. The
+    /// parts exist from before the listener opens, so a frame that arrives while the channel
+    /// starts is handled like any other. (A plain read, not an async wrapper: one async frame
+    /// less per message on the receive path.)
+    var receivingChain: InterceptorChain? {
+        state.withLockedValue { $0.lifecycle.parts?.chain }
+    }
+
+    func dispatch(_ inbound: InboundMessage, membership: MembershipService) async -> DeliveryResult {
+        // The checks and the decoding are synchronous, in a function of their own, so that what
+        // they use (the registry, the codec) does not sit in this async frame while handlers run.
+        let (message, list, refusal) = decode(inbound, membership: membership)
+        guard let message else { return refusal ?? .rejected("undecodable") }
         do {
             for handler in list { try await handler(message, inbound.sender) }
             return .processed
@@ -287,30 +288,68 @@ public final class GroupChannel: Service, Sendable {
         }
     }
 
+    private func decode(_ inbound: InboundMessage, membership: MembershipService) -> (
+        message: (any ClusterMessage)?,
+        handlers: [@Sendable (any ClusterMessage, Member) async throws -> Void],
+        refusal: DeliveryResult?
+    ) {
+        receivedCounter.increment()
+        // Members of another domain are invisible, and so are their messages: the DomainFilter
+        // stage is the documented place; this is the backstop when it is not configured.
+        guard inbound.sender.domain == configuration.domain else {
+            return (nil, [], .rejected("\(configuration.name) is in domain '\(configuration.domain)', the sender in '\(inbound.sender.domain)'"))
+        }
+        // An incarnation that left or was replaced by a restart at its address is refused.
+        if membership.isRetired(inbound.sender.id) {
+            return (nil, [], .rejected("\(inbound.sender.name) (\(inbound.sender.id)) left or was replaced by a newer incarnation"))
+        }
+        let (registry, list) = receiving.withLockedValue { ($0.registry, $0.handlers[inbound.type.rawValue] ?? []) }
+        let message: any ClusterMessage
+        do {
+            let codec = try codecs.codec(inbound.codec)
+            var payload = inbound.payload
+            message = try registry.decode(inbound.type, codec: codec, from: &payload)
+        } catch {
+            logger.warning("rejected message \(inbound.type) from \(inbound.sender.name): \(error)")
+            return (nil, [], .rejected("\(error)"))
+        }
+        guard !list.isEmpty else {
+            return (nil, [], .rejected("no handler for message type \(inbound.type) on \(configuration.name)"))
+        }
+        return (message, list, nil)
+    }
+
     // MARK: - membership
 
+    /// A membership event from the control plane (the failure detector's verdicts, joins and
+    /// leaves from the top of the chain): the view snapshot is replaced, then listeners hear it.
     func publish(_ event: MembershipEvent) {
-        let changed: Bool = viewBox.withLockedValue { view in
+        let changed: MembershipView? = state.withLockedValue { state in
+            let view = state.view
             var members = view.members
             var suspected = view.suspected
             switch event {
             case .added(let member):
-                guard !members.contains(member) else { return false }
+                guard !members.contains(member) else { return nil }
                 members.append(member)
             case .suspected(let member):
-                guard members.contains(member), !suspected.contains(member.id) else { return false }
+                guard members.contains(member), !suspected.contains(member.id) else { return nil }
                 suspected.insert(member.id)
             case .recovered(let member):
-                guard suspected.remove(member.id) != nil else { return false }
+                guard suspected.remove(member.id) != nil else { return nil }
             case .removed(let member), .left(let member):
-                guard members.contains(member) else { return false }
+                guard members.contains(member) else { return nil }
                 members.removeAll { $0 == member }
                 suspected.remove(member.id)
             }
-            view = MembershipView(local: view.local, members: members, suspected: suspected, version: view.version + 1)
-            return true
+            state.view = MembershipView(local: view.local, members: members, suspected: suspected, version: view.version + 1)
+            return state.view
         }
-        guard changed else { return }
+        guard let view = changed else { return }
+        switch event {
+        case .removed(let member), .left(let member): accounting.send(.memberGone(member.id))
+        default: break
+        }
         membersGauge.record(view.members.count)
         quorumTracker.update(members: view.members.count + 1, logger: logger)
         logger.info("\(event)")
@@ -320,23 +359,22 @@ public final class GroupChannel: Service, Sendable {
 
     /// What reaches the top of the chain unjudged: joins become members; without a failure
     /// detector a missing member is removed at once.
-    func topSignal(_ signal: MembershipSignal) {
+    func topSignal(_ signal: MembershipSignal, membership: MembershipService) {
         switch signal {
         case .joined(let member): publish(.added(member))
         case .left(let member): publish(.left(member))
         case .missing(let member, _):
             publish(.removed(member))
-            membershipBox.withLockedValue { $0 }?.submit(.removed(member))
+            membership.send(.removed(member))
         case .sendFailed: break
         }
     }
 
     // MARK: - lifecycle
 
-    /// Whether ``run()`` is active.
+    /// Whether ``run()`` is active: the channel has started and not yet closed its transport.
     public var isRunning: Bool {
-        if case .running = lifecycle.withLockedValue({ $0.state }) { return true }
-        return false
+        state.withLockedValue { $0.lifecycle.sending != nil }
     }
 
     /// Waits until the transport listens and returns the bound address.
@@ -344,12 +382,11 @@ public final class GroupChannel: Service, Sendable {
     /// - Throws: ``CohortError/Code/notRunning`` if the channel stopped (or failed to start).
     public func waitUntilRunning() async throws -> Endpoint {
         try await withCheckedThrowingContinuation { continuation in
-            lifecycle.withLockedValue { life in
-                switch life.state {
-                case .running(let endpoint): continuation.resume(returning: endpoint)
-                case .stopped: continuation.resume(throwing: CohortError(.notRunning, "the channel has stopped"))
-                case .idle: life.waiters.append(continuation)
-                }
+            let wait = state.withLockedValue { $0.lifecycle.onWait(continuation) }
+            switch wait {
+            case .resume(let endpoint): continuation.resume(returning: endpoint)
+            case .fail: continuation.resume(throwing: CohortError(.notRunning, "the channel of \(configuration.name) has stopped"))
+            case .wait: break
             }
         }
     }
@@ -368,62 +405,58 @@ public final class GroupChannel: Service, Sendable {
     /// Runs the node; with `stopOnGracefulShutdown: false` only ``shutdown()`` or cancellation
     /// stops it, so an owner can finish its own hand-off first (a session node stops its
     /// managers, then the channel).
+    ///
+    /// The lifecycle (``ChannelLifecycle``): everything a transport callback can reach — the
+    /// membership service and the interceptor chain — is built first (starting), then the
+    /// transport opens its listener (running), and on the stop signal the node leaves (leaving),
+    /// then closes (stopped). A channel runs once.
     public func run(stopOnGracefulShutdown: Bool) async throws {
-        let local = localMember
-        let delegate = NodeDelegate(channel: self)
-        let bound: Endpoint
-        do {
-            bound = try await transport.start(local: local, delegate: delegate)
-        } catch {
-            let waiters = lifecycle.withLockedValue { life -> [CheckedContinuation<Endpoint, any Error>] in
-                life.state = .stopped
-                defer { life.waiters.removeAll() }
-                return life.waiters
-            }
-            for waiter in waiters { waiter.resume(throwing: error) }
-            throw error
-        }
-        viewBox.withLockedValue { view in
-            var me = view.local
-            me.endpoint = bound
-            view = MembershipView(local: me, members: view.members, suspected: view.suspected, version: view.version)
-        }
-        let me = localMember
-        let membership = MembershipService(
-            local: me,
-            settings: configuration.membership,
-            transport: transport,
-            clock: clock,
-            logger: logger,
-            signal: { [weak self] signal in self?.chainBox.withLockedValue { $0 }?.membership(signal) }
-        )
-        membershipBox.withLockedValue { $0 = membership }
+        // 1. starting: build the parts a callback can reach, before the listener opens.
+        let unbound = localMember
+        let membership = MembershipService(local: unbound, settings: configuration.membership, transport: transport, clock: clock, logger: logger)
         let chain = InterceptorChain(
             stages: stagesOverride,
             ends: ChainEnds(
                 transmit: { [transport] message, members in await transport.send(message, to: members) },
                 dispatch: { [weak self] message in
                     guard let self else { return .rejected("node stopped") }
-                    return await self.dispatch(message)
+                    return await self.dispatch(message, membership: membership)
                 },
-                signal: { [weak self] signal in self?.topSignal(signal) }
+                signal: { [weak self] signal in self?.topSignal(signal, membership: membership) }
             )
         )
-        chainBox.withLockedValue { $0 = chain }
+        let started = state.withLockedValue { $0.lifecycle.onStart(Parts(chain: chain, membership: membership)) }
+        guard started else {
+            throw CohortError(.notRunning, "the channel of \(configuration.name) has already run; a channel runs once, make a new one")
+        }
+
+        // 2. open the listener.
+        let bound: Endpoint
+        do {
+            bound = try await transport.start(local: unbound, delegate: NodeDelegate(channel: self, membership: membership))
+        } catch {
+            let waiters = state.withLockedValue { $0.lifecycle.onStartFailed() }
+            for waiter in waiters { waiter.resume(throwing: error) }
+            finishSubscribers()
+            throw error
+        }
+
+        // 3. running.
+        let (me, waiters): (Member, [ChannelLifecycle<Parts>.Waiter]) = state.withLockedValue { state in
+            var me = state.view.local
+            me.endpoint = bound
+            state.view = MembershipView(local: me, members: state.view.members, suspected: state.view.suspected, version: state.view.version)
+            return (me, state.lifecycle.onListening(bound))
+        }
         let context = InterceptorContext(
             probe: { [transport] member, timeout in await transport.probe(member, timeout: timeout) },
             publish: { [weak self] event in self?.publish(event) },
-            forget: { [weak membership] member in membership?.submit(.removed(member)) },
+            forget: { member in membership.send(.removed(member)) },
             local: me,
             now: { [clock] in clock.now },
             sleep: { [clock] duration in try await clock.sleep(for: duration) },
             logger: logger
         )
-        let waiters = lifecycle.withLockedValue { life -> [CheckedContinuation<Endpoint, any Error>] in
-            life.state = .running(bound)
-            defer { life.waiters.removeAll() }
-            return life.waiters
-        }
         for waiter in waiters { waiter.resume(returning: bound) }
         logger.info("\(me.name) listening on \(bound) as \(me.id)")
 
@@ -432,11 +465,15 @@ public final class GroupChannel: Service, Sendable {
             try await withGracefulShutdownHandler {
                 try await withThrowingTaskGroup(of: Bool.self) { group in
                     group.addTask {
-                        try await membership.run()
+                        try await membership.run(local: me) { signal in chain.membership(signal) }
+                        return false
+                    }
+                    group.addTask { [accounting] in
+                        await accounting.run()
                         return false
                     }
                     group.addTask { [discovery] in
-                        try await discovery.run(local: me) { event in membership.submit(.discovered(event)) }
+                        try await discovery.run(local: me) { event in membership.send(.discovered(event)) }
                         return false
                     }
                     for stage in stagesOverride {
@@ -470,71 +507,67 @@ public final class GroupChannel: Service, Sendable {
             logger.error("\(me.name) stopped: \(error)")
         }
 
-        // Leave gracefully: tell every member, then discovery (so that a peer hears the leave
-        // before a multicast leave datagram, which would only make it probe), then close.
-        let members = view.members
+        // 4. leaving: tell every member, then discovery (so that a peer hears the leave before a
+        // multicast leave datagram, which would only make it probe), then close.
+        let members: [Member] = state.withLockedValue { state in
+            state.lifecycle.onLeave()
+            return state.view.members
+        }
         await transport.leave(notifying: members)
         await discovery.leave(local: me)
         await transport.shutdown()
-        lifecycle.withLockedValue { $0.state = .stopped }
+
+        // 5. stopped.
+        let late = state.withLockedValue { $0.lifecycle.onStopped() }
+        for waiter in late { waiter.resume(throwing: CohortError(.notRunning, "the channel of \(configuration.name) has stopped")) }
+        finishSubscribers()
+        logger.info("\(me.name) left the cluster")
+        if let failure { throw failure }
+    }
+
+    private func finishSubscribers() {
         let continuations = subscribers.withLockedValue { subs -> [AsyncStream<MembershipEvent>.Continuation] in
+            subs.finished = true
             defer { subs.events.removeAll() }
             return Array(subs.events.values)
         }
         for continuation in continuations { continuation.finish() }
         quorumTracker.finish()
-        logger.info("\(me.name) left the cluster")
-        if let failure { throw failure }
     }
 }
 
-/// Routes transport events to the membership service and the chain.
+/// Routes transport events to the membership service (as messages) and the chain.
+///
+/// Holds the channel and the membership service weakly: the transport keeps its delegate as
+/// long as it lives, and the membership service holds the transport.
 final class NodeDelegate: TransportDelegate {
-    weak var channel: GroupChannel?
+    weak let channel: GroupChannel?
+    weak let membership: MembershipService?
 
-    init(channel: GroupChannel) {
+    init(channel: GroupChannel, membership: MembershipService) {
         self.channel = channel
+        self.membership = membership
     }
 
-    private var membership: MembershipService? { channel?.membershipService }
-
-    func transport(didAccept member: Member) { membership?.submit(.accepted(member)) }
-    func transport(heardFrom member: Member) { membership?.submit(.heard(member)) }
-    func transport(sawActivityFrom member: Member) { membership?.submit(.active(member.id)) }
+    func transport(didAccept member: Member) { membership?.send(.accepted(member)) }
+    func transport(heardFrom member: Member) { membership?.send(.heard(member)) }
+    func transport(sawActivityFrom member: Member) { membership?.send(.active(member.id)) }
     func transport(received message: InboundMessage) async -> DeliveryResult {
-        guard let channel else { return .rejected("node stopped") }
-        return await channel.chain.receive(message)
+        guard let chain = channel?.receivingChain else { return .rejected("node stopped") }
+        return await chain.receive(message)
     }
     func transport(lostConnectionTo member: Member, reason: String) {
-        membership?.submit(.connectionLost(member.id, reason: reason))
+        membership?.send(.connectionLost(member.id, reason: reason))
     }
-    func transport(memberLeft member: Member) { membership?.submit(.left(member)) }
+    func transport(memberLeft member: Member) { membership?.send(.left(member)) }
     func transport(asyncMessagesFailed count: Int, to member: Member, reason: String) {
         channel?.reportAsyncFailure(AsyncSendFailure(member: member, count: count, reason: reason))
     }
 }
-
-extension GroupChannel {
-    var membershipService: MembershipService? { membershipBox.withLockedValue { $0 } }
-}
-
-extension NodeDelegate: @unchecked Sendable {}
 
 /// Wall-clock time for member start times (the only wall-clock read; ordering only).
 enum DispatchTimeShim {
     static func wallClockNanoseconds() -> UInt64 {
         UInt64(Date().timeIntervalSince1970 * 1_000_000_000)
     }
-}
-
-/// Lets the dispatch stage report to the channel that owns it without a retain cycle.
-final class AsyncFailureSink: @unchecked Sendable {
-    private let lock = NIOLock()
-    private weak var _channel: GroupChannel?
-    var channel: GroupChannel? {
-        get { lock.withLock { _channel } }
-        set { lock.withLock { _channel = newValue } }
-    }
-    func report(_ failure: AsyncSendFailure) { channel?.reportAsyncFailure(failure) }
-    func member(_ id: MemberID) -> Member? { channel?.view.member(id) }
 }

@@ -6,11 +6,16 @@ public struct AsyncSendFailure: Sendable, CustomStringConvertible {
     public var count: Int
     /// Why.
     public var reason: String
+    /// The outcome the send reported for the member, when the failure was known before the send
+    /// returned (a full queue, a timeout); nil for failures found later (a broken connection, a
+    /// receiver's rejection).
+    public var outcome: MemberOutcome?
 
-    public init(member: Member, count: Int, reason: String) {
+    public init(member: Member, count: Int, reason: String, outcome: MemberOutcome? = nil) {
         self.member = member
         self.count = count
         self.reason = reason
+        self.outcome = outcome
     }
 
     public var description: String { "\(count) asynchronous message(s) to \(member.name) failed: \(reason)" }
@@ -25,6 +30,11 @@ public struct AsyncSendFailure: Sendable, CustomStringConvertible {
 /// sends — a full queue, a connection that broke with messages in flight, a receiver that could not
 /// decode them — go to the channel's async-failure handler and the
 /// `cohort.send.async_failures` metric; they are never only logged.
+///
+/// The stage is the data-plane half: it stamps the limit and policy on each message and, when a
+/// report shows failures, hands them to its control plane — in a channel the
+/// ``DispatchAccounting`` actor, which keeps the per-member accounts and calls the handler — as
+/// messages, without waiting.
 public struct MessageDispatch: Interceptor {
     /// Tunables.
     public struct Settings: Sendable, Codable, Equatable {
@@ -41,18 +51,22 @@ public struct MessageDispatch: Interceptor {
 
     public let settings: Settings
     let report: @Sendable (AsyncSendFailure) -> Void
-    let members: @Sendable (MemberID) -> Member?
 
     /// Creates the stage.
     ///
     /// - Parameters:
     ///   - settings: queue bound and policy.
     ///   - report: where failures of asynchronous sends go.
-    ///   - members: resolves ids to members for reports.
-    public init(settings: Settings = Settings(), report: @escaping @Sendable (AsyncSendFailure) -> Void, members: @escaping @Sendable (MemberID) -> Member?) {
+    ///   - members: unused; failures name the member from the send's own destination list.
+    public init(settings: Settings = Settings(), report: @escaping @Sendable (AsyncSendFailure) -> Void, members: (@Sendable (MemberID) -> Member?)? = nil) {
         self.settings = settings
         self.report = report
-        self.members = members
+    }
+
+    /// Creates the stage reporting to an accounting actor.
+    public init(settings: Settings = Settings(), accounting: DispatchAccounting) {
+        self.settings = settings
+        self.report = { failure in accounting.send(.failed(failure)) }
     }
 
     public var name: String { "dispatch" }
@@ -64,8 +78,8 @@ public struct MessageDispatch: Interceptor {
         let result = await next.send(message, to: members)
         if message.options.guarantee == .asynchronous, !result.allSucceeded {
             for failure in result.failures {
-                if let member = self.members(failure.member) ?? members.first(where: { $0.id == failure.member }) {
-                    report(AsyncSendFailure(member: member, count: 1, reason: failure.outcome.description))
+                if let member = members.first(where: { $0.id == failure.member }) {
+                    report(AsyncSendFailure(member: member, count: 1, reason: failure.outcome.description, outcome: failure.outcome))
                 }
             }
         }

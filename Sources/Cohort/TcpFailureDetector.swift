@@ -1,48 +1,43 @@
-/// Verifies members before they are declared dead (Tribes' TcpFailureDetector).
+/// Verifies members before they are declared dead (Tribes' TcpFailureDetector): the interceptor
+/// stage in front of the ``FailureDetector`` actor.
 ///
 /// A member reported missing (silent, or its connection broke) or failing a send becomes a
 /// suspect and is probed with a fresh TCP connection and handshake. Only failed probes remove it
-/// (see ``FailureDetectorState``); a suspect that answers recovers. The logic is the pure
-/// ``FailureDetectorState`` behind a lock; probes run in ``run(context:)``.
-import Logging
-import NIOConcurrencyHelpers
+/// (see ``FailureDetectorState``); a suspect that answers recovers.
+///
+/// The stage itself holds no state: its membership path turns signals into
+/// ``FailureDetector/Message``s for the actor without waiting, its send path passes messages on
+/// and reports connection failures to the actor, and ``run(context:)`` runs the actor's mailbox,
+/// probes and timer. No message hops to the actor on its way out.
+public struct TcpFailureDetector: Interceptor {
+    /// The actor that owns the suspects and probes.
+    public let detector: FailureDetector
 
-public final class TcpFailureDetector: Interceptor, Sendable {
-    private struct Shared {
-        var state: FailureDetectorState
-        var context: InterceptorContext?
-        var deferred: [FailureDetectorState.Action] = []
-    }
-
-    private let shared: NIOLockedValueBox<Shared>
-    private let probeRequests: AsyncStream<Member>
-    private let probeInput: AsyncStream<Member>.Continuation
-    private let clock: any CohortClock
-
-    /// Creates the stage.
+    /// Creates the stage and its actor.
+    ///
+    /// - Parameters:
+    ///   - settings: probe timeout, re-probe interval, confirmations, suspect timeout.
+    ///   - clock: the clock of the actor's timer (tests pass a manual clock).
     public init(settings: FailureDetectorState.Settings = .init(), clock: any CohortClock = SystemClock()) {
-        self.shared = NIOLockedValueBox(Shared(state: FailureDetectorState(settings: settings)))
-        (self.probeRequests, self.probeInput) = AsyncStream.makeStream(of: Member.self)
-        self.clock = clock
+        self.detector = FailureDetector(settings: settings, clock: clock)
     }
 
     public var name: String { "failureDetector" }
 
     /// The settings in force.
-    public var settings: FailureDetectorState.Settings { shared.withLockedValue { $0.state.settings } }
+    public var settings: FailureDetectorState.Settings { detector.settings }
 
     public func membership(_ signal: MembershipSignal, next: InterceptorNext) {
-        let now = clock.now
         switch signal {
         case .joined(let member):
-            let actions = shared.withLockedValue { $0.state.onJoined(member) }
+            detector.send(.joined(member))
             next.membership(signal)
-            perform(actions)
-        case .missing(let member, _), .sendFailed(let member, _):
-            let actions = shared.withLockedValue { $0.state.onMissing(member, now: now) }
-            perform(actions)
+        case .missing(let member, let reason):
+            detector.send(.missing(member, reason: reason))
+        case .sendFailed(let member, let reason):
+            detector.send(.sendFailed(member, reason: reason))
         case .left(let member):
-            _ = shared.withLockedValue { $0.state.onLeft(member.id) }
+            detector.send(.left(member))
             next.membership(signal)
         }
     }
@@ -54,56 +49,13 @@ public final class TcpFailureDetector: Interceptor, Sendable {
                 guard case .connectionFailed(let why) = failure.outcome,
                       let member = members.first(where: { $0.id == failure.member })
                 else { continue }
-                membership(.sendFailed(member, reason: why), next: next)
+                detector.send(.sendFailed(member, reason: why))
             }
         }
         return report
     }
 
     public func run(context: InterceptorContext) async throws {
-        let deferred = shared.withLockedValue { shared -> [FailureDetectorState.Action] in
-            shared.context = context
-            defer { shared.deferred.removeAll() }
-            return shared.deferred
-        }
-        perform(deferred)
-        let timeout = settings.probeTimeout
-        let tick = settings.reprobeInterval
-        try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { [self] in
-                while !Task.isCancelled {
-                    try await clock.sleep(for: tick)
-                    let now = clock.now
-                    perform(shared.withLockedValue { $0.state.onTick(now: now) })
-                }
-            }
-            for await member in probeRequests {
-                group.addTask { [self] in
-                    let result = await context.probe(member, timeout)
-                    let now = clock.now
-                    context.logger.debug("probe of \(member.name): \(result)")
-                    perform(shared.withLockedValue { $0.state.onProbeResult(member.id, result, now: now) })
-                }
-            }
-        }
-    }
-
-    private func perform(_ actions: [FailureDetectorState.Action]) {
-        guard !actions.isEmpty else { return }
-        let context: InterceptorContext? = shared.withLockedValue { shared in
-            if shared.context == nil { shared.deferred.append(contentsOf: actions) }
-            return shared.context
-        }
-        guard let context else { return }
-        for action in actions {
-            switch action {
-            case .publishSuspected(let member): context.publish(.suspected(member))
-            case .publishRecovered(let member): context.publish(.recovered(member))
-            case .publishRemoved(let member):
-                context.publish(.removed(member))
-                context.forget(member)
-            case .probe(let member): probeInput.yield(member)
-            }
-        }
+        try await detector.run(context: context)
     }
 }

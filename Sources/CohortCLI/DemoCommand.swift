@@ -1,10 +1,10 @@
 import ArgumentParser
+import AsyncHTTPClient
 import Cohort
 import Foundation
 import Metrics
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
+import NIOCore
+import NIOHTTP1
 
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -211,16 +211,11 @@ final class ChildRegistry: @unchecked Sendable {
     }
 }
 
-/// A tiny HTTP client with one cookie jar (the demo's browser).
+/// A tiny HTTP client with one cookie jar (the demo's browser), on AsyncHTTPClient (no
+/// FoundationNetworking, so a static-stdlib build of `cohort` needs no libcurl).
 final class DemoHTTP: @unchecked Sendable {
     private let lock = NSLock()
     private var cookie: String?
-    private let session: URLSession = {
-        let configuration = URLSessionConfiguration.ephemeral
-        configuration.httpShouldSetCookies = false
-        configuration.timeoutIntervalForRequest = 10
-        return URLSession(configuration: configuration)
-    }()
 
     struct Counter {
         var count: Int
@@ -228,29 +223,30 @@ final class DemoHTTP: @unchecked Sendable {
     }
 
     func status(port: Int, path: String) async throws -> Int {
-        let (_, response) = try await session.data(for: request(port: port, path: path))
-        return (response as? HTTPURLResponse)?.statusCode ?? 0
+        let response = try await HTTPClient.shared.execute(request(port: port, path: path), timeout: .seconds(10))
+        _ = try await response.body.collect(upTo: 1 << 20)
+        return Int(response.status.code)
     }
 
     func counter(port: Int) async throws -> Counter {
-        let (data, response) = try await session.data(for: request(port: port, path: "/counter"))
-        let http = response as? HTTPURLResponse
-        if let setCookie = http?.value(forHTTPHeaderField: "Set-Cookie"), let pair = setCookie.split(separator: ";").first {
+        let response = try await HTTPClient.shared.execute(request(port: port, path: "/counter"), timeout: .seconds(10))
+        let body = try await response.body.collect(upTo: 1 << 20)
+        if let setCookie = response.headers.first(name: "set-cookie"), let pair = setCookie.split(separator: ";").first {
             lock.withLock { cookie = String(pair) }
         }
-        let raw = String(decoding: data, as: UTF8.self)
-        guard http?.statusCode == 200,
-              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+        let raw = String(buffer: body)
+        guard response.status == .ok,
+              let object = try? JSONSerialization.jsonObject(with: Data(raw.utf8)) as? [String: Any],
               let count = object["count"] as? Int
         else {
-            throw CohortError(.internal, "unexpected answer from :\(port)/counter (\(http?.statusCode ?? 0)): \(raw)")
+            throw CohortError(.internal, "unexpected answer from :\(port)/counter (\(response.status.code)): \(raw)")
         }
         return Counter(count: count, raw: raw)
     }
 
-    private func request(port: Int, path: String) -> URLRequest {
-        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
-        if let cookie = lock.withLock({ cookie }) { request.setValue(cookie, forHTTPHeaderField: "Cookie") }
+    private func request(port: Int, path: String) -> HTTPClientRequest {
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
+        if let cookie = lock.withLock({ cookie }) { request.headers.add(name: "cookie", value: cookie) }
         return request
     }
 }

@@ -75,6 +75,12 @@ public struct FailureDetectorState: Sendable {
     /// Whether a member is suspected.
     public func isSuspected(_ id: MemberID) -> Bool { suspects[id] != nil }
 
+    /// Whether a probe of a suspect is running.
+    public func isProbing(_ id: MemberID) -> Bool { suspects[id]?.probing ?? false }
+
+    /// Timed-out probes of a suspect so far (0 for a member that is not suspected).
+    public func failedProbes(of id: MemberID) -> Int { suspects[id]?.failedProbes ?? 0 }
+
     // MARK: - inputs
 
     /// A member joined: it is tracked from now on.

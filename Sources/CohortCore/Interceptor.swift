@@ -16,8 +16,15 @@ public enum MembershipSignal: Sendable, Equatable {
 ///
 /// The chain runs **once per message** with the whole destination list; the fan-out to members
 /// happens below the last stage. Every requirement has a pass-through default, so a stage
-/// implements only what it cares about. A stateful stage keeps a pure state machine behind a lock
-/// and does background work in ``run()``, which the channel runs as a child task.
+/// implements only what it cares about.
+///
+/// ``send(_:to:next:)`` and ``receive(_:next:)`` are the data plane: they run on the caller's
+/// executor, must not block, and must not hop to an actor for every message. A stage with
+/// control-plane state (suspects, counters, timers) keeps it in an actor of its own, hands it
+/// typed messages without waiting (``membership(_:next:)`` is synchronous), and runs that actor's
+/// mailbox in ``run(context:)``, which the channel runs as a child task. The built-in
+/// `TcpFailureDetector` (actor `FailureDetector`) and `MessageDispatch` (actor
+/// `DispatchAccounting`) are written that way.
 public protocol Interceptor: Sendable {
     /// A short name for logs and configuration.
     var name: String { get }

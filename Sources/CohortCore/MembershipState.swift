@@ -95,8 +95,8 @@ public struct MembershipState: Sendable {
 
     /// The settings in force.
     public let settings: Settings
-    /// The local member.
-    public let local: Member
+    /// The local member (its endpoint is the bound one once ``onListening(_:)`` was called).
+    public private(set) var local: Member
     private var entries: [MemberID: Entry] = [:]
     private var candidates: [Endpoint: Candidate] = [:]
     private var lastHeartbeat: ContinuousClock.Instant?
@@ -141,6 +141,13 @@ public struct MembershipState: Sendable {
 
     /// The ids that left or were replaced by a new incarnation: their messages are refused.
     public var retiredIDs: Set<MemberID> { tombstones }
+
+    /// The transport listens: the local member's address is the bound one (port 0 resolved).
+    ///
+    /// Until then candidates at the configured address are not recognised as the node itself.
+    public mutating func onListening(_ endpoint: Endpoint) {
+        local.endpoint = endpoint
+    }
 
     // MARK: - discovery
 

@@ -12,7 +12,7 @@ struct SendTimeoutTests {
 
     @Test func deadlinesAreKeptInOrderAndOnlyDueSendsExpire() {
         var deadlines = SendDeadlines()
-        let t0 = NIODeadline.uptimeNanoseconds(1_000_000_000)
+        let t0 = ContinuousClock.now
         let late = Self.ticket()
         let middle = Self.ticket()
         let early = Self.ticket()
@@ -39,7 +39,7 @@ struct SendTimeoutTests {
 
     @Test func answeredSendsAreDroppedWithoutExpiring() {
         var deadlines = SendDeadlines()
-        let t0 = NIODeadline.uptimeNanoseconds(1_000_000_000)
+        let t0 = ContinuousClock.now
         var tickets: [SendTicket] = []
         for i in 0..<100 {
             let ticket = Self.ticket()
@@ -58,11 +58,12 @@ struct SendTimeoutTests {
         #expect(!waiting.isFinished)
     }
 
-    /// Over TCP: a member whose handler never finishes makes processed sends time out, each at its
-    /// own timeout, the shorter one first even when it was sent second; a send that is answered
-    /// is delivered.
+    /// Over TCP, time on a manual clock: a member whose handler never finishes makes processed
+    /// sends time out, each at its own timeout, the shorter one first even when it was sent
+    /// second; a send that is answered is delivered. Nothing here waits for real time to pass.
     @Test func sendsToAMemberThatNeverAnswersTimeOutAtTheirOwnDeadlines() async throws {
-        let sender = TCPTransport()
+        let clock = ManualClock()
+        let sender = TCPTransport(clock: clock)
         let receiver = TCPTransport()
         let holding = HoldingDelegate(heldType: MessageType(41))
         _ = try await sender.start(local: TransportConformance.localMember(0), delegate: RecordingTransportDelegate())
@@ -72,21 +73,29 @@ struct SendTimeoutTests {
         func message(_ type: UInt32, timeout: Duration) -> OutboundMessage {
             OutboundMessage(type: MessageType(type), codec: .binary, payload: ByteBuffer(string: "x"), options: SendOptions(guarantee: .processed, timeout: timeout))
         }
-        // Connect first, so that both held sends start their clocks at about the same time.
+        // Connect first, so that the held sends only wait for their answers.
         let warm = await sender.send(message(42, timeout: .seconds(5)), to: [target])
         #expect(warm.outcome(for: target.id) == .delivered)
-
-        let clock = ContinuousClock()
         let start = clock.now
-        async let long: (SendReport, Duration) = { let r = await sender.send(message(41, timeout: .milliseconds(900)), to: [target]); return (r, clock.now - start) }()
-        async let short: (SendReport, Duration) = { let r = await sender.send(message(41, timeout: .milliseconds(150)), to: [target]); return (r, clock.now - start) }()
-        let (longReport, longTook) = await long
-        let (shortReport, shortTook) = await short
+
+        let long = Task { await sender.send(message(41, timeout: .milliseconds(900)), to: [target]) }
+        #expect(await eventually { await sender.deadlineQueue().armedAt == start + .milliseconds(900) })
+        let short = Task { await sender.send(message(41, timeout: .milliseconds(150)), to: [target]) }
+        // The shorter deadline, sent second, re-arms the one timer.
+        #expect(await eventually { await sender.deadlineQueue().armedAt == start + .milliseconds(150) })
+        #expect(await sender.deadlineQueue().waiting == 2)
+
+        clock.advance(by: .milliseconds(149))
+        clock.advance(by: .milliseconds(1))
+        let shortReport = await short.value
         #expect(shortReport.outcome(for: target.id) == .timedOut)
+        // The long one still waits, its deadline armed next.
+        #expect(await eventually { await sender.deadlineQueue().armedAt == start + .milliseconds(900) })
+        clock.advance(by: .milliseconds(749))
+        #expect(await sender.deadlineQueue().armedAt == start + .milliseconds(900))
+        clock.advance(by: .milliseconds(1))
+        let longReport = await long.value
         #expect(longReport.outcome(for: target.id) == .timedOut)
-        #expect(shortTook >= .milliseconds(150))
-        #expect(longTook >= .milliseconds(900))
-        #expect(shortTook < longTook, "short \(shortTook), long \(longTook)")
 
         holding.release()
         let after = await sender.send(message(42, timeout: .seconds(5)), to: [target])

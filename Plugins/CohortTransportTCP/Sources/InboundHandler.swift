@@ -6,50 +6,65 @@ import NIOCore
 
 /// Hands inbound messages of one connection to the node, one at a time and in order, and sends
 /// processing acknowledgements back. A drain task runs only while messages are waiting.
-final class InboundProcessor: @unchecked Sendable {
+///
+/// The queue is shared by the connection's event loop (which appends) and the drain task (which
+/// takes), so it sits behind a lock. When more than the ``Receiver/Budget`` waits — in messages or
+/// in bytes — the connection stops reading until the queue is short again (TCP backpressure to
+/// the sender), and the ``Receiver`` is told.
+final class InboundProcessor: Sendable {
     struct Item {
         var message: InboundMessage
         var seq: UInt64
     }
 
-    private let lock = NIOLock()
-    private var queue = Deque<Item>()
-    private var running = false
-    private var paused = false
+    private struct Queue {
+        var items = Deque<Item>()
+        var bytes = 0
+        var running = false
+        var paused = false
+        /// Drain-task only: while reading is paused the peer's newer frames (heartbeats included)
+        /// wait in the socket behind our own backlog; that silence is ours, not the peer's.
+        var signOfLife = SignOfLife()
+    }
+
+    private let queue = NIOLockedValueBox(Queue())
     private let channel: any Channel
     private let delegate: any TransportDelegate
     private let member: Member
+    private let budget: Receiver.Budget
+    private let receiver: Receiver?
     /// Set when handlers run on the connection's event loop (``TransportSettings/handlersOnEventLoop``).
     private let loopExecutor: EventLoopTaskExecutor?
-    /// Drain-task only: while reading is paused the peer's newer frames (heartbeats included)
-    /// wait in the socket behind our own backlog; that silence is ours, not the peer's.
-    private var signOfLife = SignOfLife()
-    /// Above this many waiting messages the connection stops reading (backpressure).
-    static let highWater = 4096
-    static let lowWater = 512
     /// Messages handled between two voluntary yields of the drain task.
     static let yieldEvery = 32
 
-    init(channel: any Channel, member: Member, delegate: any TransportDelegate, handlersOnEventLoop: Bool) {
+    init(channel: any Channel, member: Member, delegate: any TransportDelegate, handlersOnEventLoop: Bool, budget: Receiver.Budget, receiver: Receiver?) {
         self.channel = channel
         self.member = member
         self.delegate = delegate
+        self.budget = budget
+        self.receiver = receiver
         self.loopExecutor = handlersOnEventLoop ? EventLoopTaskExecutor(channel.eventLoop) : nil
     }
 
     func enqueue(_ item: Item) {
-        let (start, pause): (Bool, Bool) = lock.withLock {
-            queue.append(item)
+        let size = item.message.payload.readableBytes
+        let (start, pause): (Bool, Bool) = queue.withLockedValue { queue in
+            queue.items.append(item)
+            queue.bytes += size
             var pause = false
-            if !paused && queue.count > Self.highWater {
-                paused = true
+            if !queue.paused && (queue.items.count > budget.highWater || queue.bytes > budget.bytes) {
+                queue.paused = true
                 pause = true
             }
-            if running { return (false, pause) }
-            running = true
+            if queue.running { return (false, pause) }
+            queue.running = true
             return (true, pause)
         }
-        if pause { channel.setOption(.autoRead, value: false).whenComplete { _ in } }
+        if pause {
+            channel.setOption(.autoRead, value: false).whenComplete { _ in }
+            receiver?.send(.paused(channel))
+        }
         if start {
             if let loopExecutor {
                 // Called on the loop: the task's first job joins the loop's queue, no wake-up.
@@ -60,18 +75,20 @@ final class InboundProcessor: @unchecked Sendable {
         }
     }
 
-    private func next() -> (item: Item?, resume: Bool, paused: Bool) {
-        lock.withLock {
+    private func next() -> (item: Item?, resume: Bool, activity: Bool) {
+        queue.withLockedValue { queue in
             var resume = false
-            if paused && queue.count < Self.lowWater {
-                paused = false
+            if queue.paused && queue.items.count < budget.lowWater && queue.bytes <= budget.bytes / 4 {
+                queue.paused = false
                 resume = true
             }
-            guard let item = queue.popFirst() else {
-                running = false
-                return (nil, resume, paused)
+            let activity = queue.paused && queue.signOfLife.due()
+            guard let item = queue.items.popFirst() else {
+                queue.running = false
+                return (nil, resume, activity)
             }
-            return (item, resume, paused)
+            queue.bytes -= item.message.payload.readableBytes
+            return (item, resume, activity)
         }
     }
 
@@ -83,9 +100,12 @@ final class InboundProcessor: @unchecked Sendable {
             // node's timers, heartbeats included, until the burst is over.
             handled &+= 1
             if handled % Self.yieldEvery == 0 { await Task.yield() }
-            let (item, resume, paused) = next()
-            if resume { channel.setOption(.autoRead, value: true).whenComplete { _ in } }
-            if paused && signOfLife.due() { delegate.transport(sawActivityFrom: member) }
+            let (item, resume, activity) = next()
+            if resume {
+                channel.setOption(.autoRead, value: true).whenComplete { _ in }
+                receiver?.send(.resumed(channel))
+            }
+            if activity { delegate.transport(sawActivityFrom: member) }
             guard let item else { return }
             let guarantee = item.message.guarantee
             let result = await delegate.transport(received: item.message)
@@ -111,10 +131,11 @@ final class InboundHandler: ChannelInboundHandler {
     typealias OutboundOut = ByteBuffer
 
     // Strong: an accepted connection that never said hello (or a probe) is not closed by
-    // `shutdown()`, and may still reset after the transport is gone; an unowned reference then
-    // traps in `reject`. The pipeline drops the handler when the connection closes, so this is
-    // no lasting cycle.
-    let transport: TCPTransport
+    // `shutdown()`, and may still reset after the transport is gone. The pipeline drops the
+    // handler when the connection closes, so this is no lasting cycle.
+    let core: TransportCore
+    /// Told of the hello, pauses and the close; nil in tests that run the handler alone.
+    let receiver: Receiver?
     let delegate: any TransportDelegate
     private var member: Member?
     private var processor: InboundProcessor?
@@ -129,8 +150,9 @@ final class InboundHandler: ChannelInboundHandler {
     /// as a heartbeat, but one report per ``SignOfLife/interval`` is enough).
     private var signOfLife = SignOfLife()
 
-    init(transport: TCPTransport, delegate: any TransportDelegate) {
-        self.transport = transport
+    init(core: TransportCore, receiver: Receiver?, delegate: any TransportDelegate) {
+        self.core = core
+        self.receiver = receiver
         self.delegate = delegate
     }
 
@@ -141,13 +163,20 @@ final class InboundHandler: ChannelInboundHandler {
             case .hello:
                 let peer = try WireFormat.readMember(from: &frame.body)
                 member = peer
-                processor = InboundProcessor(channel: context.channel, member: peer, delegate: delegate, handlersOnEventLoop: transport.settings.handlersOnEventLoop)
-                context.writeAndFlush(wrapOutboundOut(Frames.hello(kind: .helloReply, member: transport.localMember, allocator: context.channel.allocator)), promise: nil)
-                transport.registerInbound(context.channel, member: peer)
+                processor = InboundProcessor(
+                    channel: context.channel,
+                    member: peer,
+                    delegate: delegate,
+                    handlersOnEventLoop: core.settings.handlersOnEventLoop,
+                    budget: receiver?.budget ?? Receiver.Budget(maxFrameSize: core.settings.maxFrameSize),
+                    receiver: receiver
+                )
+                context.writeAndFlush(wrapOutboundOut(Frames.hello(kind: .helloReply, member: core.localMember, allocator: context.channel.allocator)), promise: nil)
+                receiver?.send(.accepted(context.channel, peer))
                 delegate.transport(didAccept: peer)
             case .probe:
                 _ = try WireFormat.readMember(from: &frame.body)
-                context.writeAndFlush(wrapOutboundOut(Frames.hello(kind: .helloReply, member: transport.localMember, allocator: context.channel.allocator)), promise: nil)
+                context.writeAndFlush(wrapOutboundOut(Frames.hello(kind: .helloReply, member: core.localMember, allocator: context.channel.allocator)), promise: nil)
             case .data:
                 guard let member, let processor else {
                     throw CohortError(.malformedFrame, "data frame before hello")
@@ -196,8 +225,10 @@ final class InboundHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        let wasLast = transport.unregisterInbound(context.channel)
-        if let member, wasLast, !left, !transport.isShuttingDown {
+        // The receiver knows whether another connection from the member is still open.
+        if let receiver {
+            receiver.send(.closed(context.channel, member, left: left))
+        } else if let member, !left, !core.isShuttingDown {
             delegate.transport(lostConnectionTo: member, reason: "connection from \(member.name) closed")
         }
         context.fireChannelInactive()
@@ -210,11 +241,11 @@ final class InboundHandler: ChannelInboundHandler {
     private func reject(context: ChannelHandlerContext, error: any Error) {
         let peer = member.map { "\($0.name)" } ?? "\(context.remoteAddress.map { "\($0)" } ?? "unknown peer")"
         if error is CohortError || error is ByteToMessageDecoderError {
-            transport.countMalformed()
-            transport.logger.warning("closing connection from \(peer): \(error)")
+            core.countMalformed()
+            core.logger.warning("closing connection from \(peer): \(error)")
             context.writeAndFlush(wrapOutboundOut(Frames.error("\(error)", allocator: context.channel.allocator)), promise: nil)
         } else {
-            transport.logger.debug("connection from \(peer) failed: \(error)")
+            core.logger.debug("connection from \(peer) failed: \(error)")
         }
         context.close(promise: nil)
     }
@@ -237,7 +268,7 @@ struct SignOfLife {
 
 /// Runs tasks on one event loop: the executor preference of a connection's drain task, so that
 /// handling a message and writing its acknowledgement happen on the loop that read it.
-final class EventLoopTaskExecutor: TaskExecutor, @unchecked Sendable {
+final class EventLoopTaskExecutor: TaskExecutor, Sendable {
     let loop: any EventLoop
 
     init(_ loop: any EventLoop) {

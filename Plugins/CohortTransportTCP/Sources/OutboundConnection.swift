@@ -6,11 +6,14 @@ import Synchronization
 
 /// The connection this node uses to send to one member.
 ///
-/// All mutable state is confined to the transport's sender event loop; only ``inFlight`` is read
-/// from other threads. Every data frame carries the node-wide sequence number; the peer
-/// acknowledges receipt cumulatively (one `received` frame per read batch) and processing per
-/// frame, so the sender knows exactly which messages a broken connection took with it.
-final class OutboundConnection: @unchecked Sendable {
+/// Its mutable state is confined to the transport's sender event loop, in a `NIOLoopBoundBox`
+/// (every access checks the loop); only ``inFlight`` and ``isClosed`` are read from other threads.
+/// Every data frame carries the node-wide sequence number; the peer acknowledges receipt
+/// cumulatively (one `received` frame per read batch) and processing per frame, so the sender
+/// knows exactly which messages a broken connection took with it. Which connection is a member's
+/// is the ``SenderPool``'s decision; a connection tells the pool when it becomes ready and when
+/// it closes.
+final class OutboundConnection: Sendable {
     struct Entry {
         var seq: UInt64
         var ticket: SendTicket?
@@ -24,38 +27,119 @@ final class OutboundConnection: @unchecked Sendable {
         case closed
     }
 
+    /// The loop-confined part.
+    struct LoopState: Sendable {
+        var member: Member?
+        var state: State = .idle
+        var beforeReady: [ByteBuffer] = []
+        var outstanding = Deque<Entry>()
+        var awaitingProcessing: [UInt64: Entry] = [:]
+        var handshakePromise: EventLoopPromise<Member>?
+        var pendingChannel: (any Channel)?
+        var wasReady = false
+        var deliberateClose = false
+        /// Replaced by a newer connection to the same member: closes once nothing waits on it.
+        var retiring = false
+        var retireReason = ""
+        var dirty = false
+        /// Opened on the loop for the messages that found this connection closed (see
+        /// ``replacement()``).
+        var replacement: OutboundConnection?
+    }
+
     /// Messages written or queued but not yet acknowledged at the level they asked for.
     let inFlight = Atomic<Int>(0)
+    private let closed = Atomic<Bool>(false)
     let endpoint: Endpoint
-    unowned let transport: TCPTransport
+    let core: TransportCore
+    /// Told when the connection is ready and when it closed (weak: the pool's table holds the
+    /// connection).
+    weak let pool: SenderPool?
     let loop: any EventLoop
-
-    // Loop-confined state.
-    private(set) var member: Member?
-    private var state: State = .idle
-    private var beforeReady: [ByteBuffer] = []
-    private var outstanding = Deque<Entry>()
-    private var awaitingProcessing: [UInt64: Entry] = [:]
-    private var handshakePromise: EventLoopPromise<Member>?
-    private var wasReady = false
-    private var deliberateClose = false
-    /// Replaced by a newer connection to the same member: closes once nothing waits on it.
-    private var retiring = false
+    private let box: NIOLoopBoundBox<LoopState>
     /// How long a retired connection may wait for its last acknowledgements.
     static let retireGrace = TimeAmount.seconds(5)
-    var dirty = false
 
-    init(endpoint: Endpoint, member: Member?, transport: TCPTransport, loop: any EventLoop) {
+    init(endpoint: Endpoint, member: Member?, core: TransportCore, pool: SenderPool?) {
         self.endpoint = endpoint
-        self.member = member
-        self.transport = transport
-        self.loop = loop
+        self.core = core
+        self.pool = pool
+        self.loop = core.loop
+        self.box = .makeBoxSendingValue(LoopState(member: member), eventLoop: core.loop)
     }
 
-    var isClosed: Bool {
-        if case .closed = state { return true }
-        return false
+    // Loop-only accessors into the box (each checks the loop; `_modify` mutates in place).
+    private(set) var member: Member? {
+        get { box.value.member }
+        _modify { yield &box.value.member }
     }
+    private var state: State {
+        get { box.value.state }
+        _modify { yield &box.value.state }
+    }
+    private var beforeReady: [ByteBuffer] {
+        get { box.value.beforeReady }
+        _modify { yield &box.value.beforeReady }
+    }
+    private var outstanding: Deque<Entry> {
+        get { box.value.outstanding }
+        _modify { yield &box.value.outstanding }
+    }
+    private var awaitingProcessing: [UInt64: Entry] {
+        get { box.value.awaitingProcessing }
+        _modify { yield &box.value.awaitingProcessing }
+    }
+    private var handshakePromise: EventLoopPromise<Member>? {
+        get { box.value.handshakePromise }
+        _modify { yield &box.value.handshakePromise }
+    }
+    private var pendingChannel: (any Channel)? {
+        get { box.value.pendingChannel }
+        _modify { yield &box.value.pendingChannel }
+    }
+    private var wasReady: Bool {
+        get { box.value.wasReady }
+        _modify { yield &box.value.wasReady }
+    }
+    private var deliberateClose: Bool {
+        get { box.value.deliberateClose }
+        _modify { yield &box.value.deliberateClose }
+    }
+    private var retiring: Bool {
+        get { box.value.retiring }
+        _modify { yield &box.value.retiring }
+    }
+    private var retireReason: String {
+        get { box.value.retireReason }
+        _modify { yield &box.value.retireReason }
+    }
+    var dirty: Bool {
+        get { box.value.dirty }
+        _modify { yield &box.value.dirty }
+    }
+
+    /// The connection that takes the messages a send meant for this one after it closed, before
+    /// they were written: opened once, on the loop, and handed to the pool (which keeps it, or
+    /// retires it when the member has another open connection by then). Loop only.
+    func replacement() -> OutboundConnection? {
+        loop.preconditionInEventLoop()
+        guard let member else { return nil }
+        if let existing = box.value.replacement, !existing.isClosed { return existing }
+        let fresh = OutboundConnection(endpoint: member.endpoint, member: member, core: core, pool: pool)
+        box.value.replacement = fresh
+        pool?.send(.adopt(fresh, member))
+        return fresh
+    }
+
+    /// Whether the connection closed (readable from any thread).
+    var isClosed: Bool { closed.load(ordering: .acquiring) }
+
+    /// Messages waiting for an acknowledgement (loop only; for tests).
+    var unacknowledged: (received: Int, processed: Int) { (outstanding.count, awaitingProcessing.count) }
+
+    /// Whether the connection retires (loop only; for tests).
+    var isRetiring: Bool { retiring }
+
 
     // MARK: - connecting
 
@@ -77,7 +161,7 @@ final class OutboundConnection: @unchecked Sendable {
         let promise = loop.makePromise(of: Member.self)
         handshakePromise = promise
         state = .connecting
-        let maxFrame = transport.settings.maxFrameSize
+        let maxFrame = core.settings.maxFrameSize
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(TimeAmount(timeout))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -94,7 +178,7 @@ final class OutboundConnection: @unchecked Sendable {
                     channel.close(promise: nil)
                     return
                 }
-                let hello = Frames.hello(kind: .hello, member: transport.localMember, allocator: channel.allocator)
+                let hello = Frames.hello(kind: .hello, member: core.localMember, allocator: channel.allocator)
                 channel.writeAndFlush(hello, promise: nil)
                 // The hello reply moves the state to ready (see onHelloReply).
                 loop.scheduleTask(in: TimeAmount(timeout)) { [self] in
@@ -111,7 +195,21 @@ final class OutboundConnection: @unchecked Sendable {
         return promise.futureResult
     }
 
-    private var pendingChannel: (any Channel)?
+    /// Takes a channel that is already connected (its pipeline ends in an ``OutboundHandler`` for
+    /// this connection) and says hello on it; the hello reply makes the connection ready. What
+    /// ``connect(timeout:)`` does once the socket is open; tests hand in an `EmbeddedChannel`.
+    func attach(_ channel: any Channel) -> EventLoopFuture<Member> {
+        loop.preconditionInEventLoop()
+        guard case .idle = state else {
+            return loop.makeFailedFuture(CohortError(.connectionFailed, "connection to \(endpoint) is not idle"))
+        }
+        let promise = loop.makePromise(of: Member.self)
+        handshakePromise = promise
+        state = .connecting
+        pendingChannel = channel
+        channel.writeAndFlush(Frames.hello(kind: .hello, member: core.localMember, allocator: channel.allocator), promise: nil)
+        return promise.futureResult
+    }
 
     func onHelloReply(_ peer: Member) {
         loop.preconditionInEventLoop()
@@ -128,7 +226,7 @@ final class OutboundConnection: @unchecked Sendable {
         for frame in beforeReady { channel.write(frame, promise: nil) }
         beforeReady.removeAll()
         channel.flush()
-        if !retiring { transport.connectionBecameReady(self) }
+        if !retiring { pool?.send(.ready(self, peer)) }
         handshakePromise?.succeed(peer)
         handshakePromise = nil
         closeIfRetiredAndDone()
@@ -147,8 +245,6 @@ final class OutboundConnection: @unchecked Sendable {
             loop.scheduleTask(in: Self.retireGrace) { [self] in close(reason: reason) }
         }
     }
-
-    private var retireReason = ""
 
     /// Closes a retired connection that nothing waits on any more.
     @discardableResult
@@ -170,20 +266,20 @@ final class OutboundConnection: @unchecked Sendable {
             if let ticket {
                 ticket.resolve(slot: slot, .connectionFailed("connection to \(endpoint) is closed"))
             } else if let member {
-                transport.reportAsyncFailure(count: 1, to: member, reason: "connection to \(endpoint) is closed")
+                core.reportAsyncFailure(count: 1, to: member, reason: "connection to \(endpoint) is closed")
             }
             return
         case .ready(let channel):
             channel.write(frame, promise: nil)
             if !dirty {
                 dirty = true
-                transport.scheduleFlush(self)
+                core.scheduleFlush(self)
             }
         case .connecting:
             beforeReady.append(frame)
         case .idle:
             beforeReady.append(frame)
-            _ = connect(timeout: transport.settings.connectTimeout)
+            _ = connect(timeout: core.settings.connectTimeout)
         }
         let entry = Entry(seq: seq, ticket: ticket, slot: slot)
         if guarantee == .processed {
@@ -201,7 +297,7 @@ final class OutboundConnection: @unchecked Sendable {
             channel.writeAndFlush(frame, promise: nil)
         case .idle:
             beforeReady.append(frame)
-            _ = connect(timeout: transport.settings.connectTimeout)
+            _ = connect(timeout: core.settings.connectTimeout)
         case .connecting:
             beforeReady.append(frame)
         case .closed:
@@ -259,7 +355,7 @@ final class OutboundConnection: @unchecked Sendable {
         // its sender has already returned, so the failure goes to the async-failure report.
         if let member {
             let what = reason == 1 ? "the receiver's handler failed" : "rejected by the receiver"
-            transport.reportAsyncFailure(count: 1, to: member, reason: "\(what): \(text)")
+            core.reportAsyncFailure(count: 1, to: member, reason: "\(what): \(text)")
         }
     }
 
@@ -278,6 +374,7 @@ final class OutboundConnection: @unchecked Sendable {
         let channel: (any Channel)?
         if case .ready(let c) = state { channel = c } else { channel = pendingChannel }
         state = .closed
+        closed.store(true, ordering: .releasing)
         pendingChannel = nil
         beforeReady.removeAll()
         handshakePromise?.fail(CohortError(.connectionFailed, reason))
@@ -293,7 +390,13 @@ final class OutboundConnection: @unchecked Sendable {
         outstanding.removeAll()
         awaitingProcessing.removeAll()
         channel?.close(promise: nil)
-        transport.connectionClosed(self, reason: reason, reportLoss: wasReady && !deliberateClose, asyncLost: asyncLost)
+        let report = SenderPool.Message.closed(self, member, reason: reason, reportLoss: wasReady && !deliberateClose, asyncLost: asyncLost)
+        if let pool {
+            pool.send(report)
+        } else if let member, !core.isShuttingDown {
+            // A connection whose pool is gone (the transport was released without shutdown).
+            if asyncLost > 0 { core.reportAsyncFailure(count: asyncLost, to: member, reason: reason) }
+        }
     }
 }
 
@@ -334,7 +437,7 @@ final class OutboundHandler: ChannelInboundHandler {
                 break
             }
         } catch {
-            connection.transport.countMalformed()
+            connection.core.countMalformed()
             connection.fail(reason: "malformed frame from \(connection.endpoint): \(error)")
         }
     }
@@ -344,7 +447,7 @@ final class OutboundHandler: ChannelInboundHandler {
         if acknowledged {
             acknowledged = false
             if let member = connection.member, signOfLife.due() {
-                connection.transport.reportActivity(member)
+                connection.core.reportActivity(member)
             }
         }
         context.fireChannelReadComplete()
@@ -356,7 +459,7 @@ final class OutboundHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if error is CohortError { connection.transport.countMalformed() }
+        if error is CohortError { connection.core.countMalformed() }
         connection.fail(reason: "connection to \(connection.endpoint) failed: \(error)")
     }
 }

@@ -16,35 +16,46 @@ import Synchronization
 /// - Acknowledgements: cumulative `received` frames (one per read batch) and per-message
 ///   `processed`/`failed` frames; the sender waits with one continuation per message.
 /// - Frames above ``TransportSettings/maxFrameSize`` are refused by sender and receiver.
-/// - Timeouts: the deadlines of acknowledged sends wait in one queue served by one loop timer,
-///   not a timer per send (see `SendDeadlines`).
-public final class TCPTransport: Transport, @unchecked Sendable {
-    let settings: TransportSettings
+/// - Timeouts: the deadlines of acknowledged sends wait in one queue served by one timer on the
+///   injected ``CohortClock``, not a timer per send (see `SendDeadlines`).
+///
+/// Control plane: the ``SenderPool`` actor owns the outbound connections (which is each member's,
+/// handshakes, retiring, forgetting) and publishes the table the send path reads; the
+/// ``Receiver`` actor owns the accepted connections. Both take typed messages. The send path reads
+/// the pool's snapshot and never waits for an actor unless a member has no open connection.
+/// Loop-confined state (the flush list, the deadline queue) lives in a `NIOLoopBoundBox`.
+public final class TCPTransport: Transport, Sendable {
+    /// What the connections and the two actors share.
+    let core: TransportCore
     let group: any EventLoopGroup
-    /// All outbound connections live on this loop, so a fan-out is one loop task.
-    let loop: any EventLoop
-    let logger: Logger
-    private let allocator = ByteBufferAllocator()
+    /// The clock of send timeouts (tests pass a manual clock).
+    let clock: any CohortClock
     private let sequence = Atomic<UInt64>(0)
-    private let malformed = Atomic<Int>(0)
-    private let shuttingDown = Atomic<Bool>(false)
-    private let malformedCounter = Counter(label: "cohort.transport.malformed_frames")
-    private let asyncFailureCounter = Counter(label: "cohort.transport.async_failures")
+    /// The control plane of the outbound connections.
+    let pool: SenderPool
+    /// The control plane of the accepted connections.
+    let receiver: Receiver
 
-    private struct Shared {
-        var local: Member?
-        var delegate: (any TransportDelegate)?
+    /// Set by ``start(local:delegate:)``: the listener and the task that runs the two actors'
+    /// mailboxes.
+    private struct Running: Sendable {
         var server: (any Channel)?
-        var connections: [MemberID: OutboundConnection] = [:]
-        var inbound: [ObjectIdentifier: (channel: any Channel, member: Member)] = [:]
+        var actors: Task<Void, Never>
     }
-    private let shared = NIOLockedValueBox(Shared())
-    // Loop-confined: connections with unflushed writes.
-    private var flushQueue: [OutboundConnection] = []
-    private var flushScheduled = false
-    // Loop-confined: the timeouts of acknowledged sends, and the one timer that serves them.
-    private var deadlines = SendDeadlines()
-    private var deadlineTimer: (task: Scheduled<Void>, at: NIODeadline)?
+    private let running = NIOLockedValueBox<Running?>(nil)
+
+    /// Loop-confined: the timeouts of acknowledged sends and the one timer that serves them.
+    struct DeadlineState: Sendable {
+        var deadlines = SendDeadlines()
+        var timer: (task: Task<Void, Never>, at: ContinuousClock.Instant)?
+    }
+    private let deadlineState: NIOLoopBoundBox<DeadlineState>
+
+    var settings: TransportSettings { core.settings }
+    /// All outbound connections live on this loop, so a fan-out is one loop task.
+    var loop: any EventLoop { core.loop }
+    var logger: Logger { core.logger }
+    var allocator: ByteBufferAllocator { core.allocator }
 
     /// Creates a transport.
     ///
@@ -52,70 +63,92 @@ public final class TCPTransport: Transport, @unchecked Sendable {
     ///   - settings: frame cap and connect timeout.
     ///   - group: the event loops to use (default: NIO's shared singleton group).
     ///   - logger: where connection problems are logged.
-    public init(settings: TransportSettings = TransportSettings(), group: (any EventLoopGroup)? = nil, logger: Logger = Logger(label: "cohort.transport.tcp")) {
-        self.settings = settings
-        self.group = group ?? MultiThreadedEventLoopGroup.singleton
-        self.loop = self.group.next()
-        self.logger = logger
+    ///   - clock: the clock of send timeouts (tests pass a manual clock).
+    public init(
+        settings: TransportSettings = TransportSettings(),
+        group: (any EventLoopGroup)? = nil,
+        logger: Logger = Logger(label: "cohort.transport.tcp"),
+        clock: any CohortClock = SystemClock()
+    ) {
+        let group = group ?? MultiThreadedEventLoopGroup.singleton
+        let core = TransportCore(settings: settings, loop: group.next(), logger: logger)
+        self.core = core
+        self.group = group
+        self.clock = clock
+        self.pool = SenderPool(core: core)
+        self.receiver = Receiver(core: core, budget: Receiver.Budget(maxFrameSize: settings.maxFrameSize))
+        self.deadlineState = .makeBoxSendingValue(DeadlineState(), eventLoop: core.loop)
     }
 
     /// Malformed frames seen so far (also exported as the `cohort.transport.malformed_frames` metric).
-    public var malformedFrames: Int { malformed.load(ordering: .relaxed) }
+    public var malformedFrames: Int { core.malformedFrames }
 
-    var localMember: Member { shared.withLockedValue { $0.local! } }
-    var isShuttingDown: Bool { shuttingDown.load(ordering: .relaxed) }
-
-    func countMalformed() {
-        malformed.add(1, ordering: .relaxed)
-        malformedCounter.increment()
-    }
+    var localMember: Member { core.localMember }
+    var isShuttingDown: Bool { core.isShuttingDown }
 
     // MARK: - lifecycle
 
     public func start(local: Member, delegate: any TransportDelegate) async throws -> Endpoint {
-        shared.withLockedValue {
-            $0.local = local
-            $0.delegate = delegate
+        core.start(local: local, delegate: delegate)
+        // The actors run before the listener opens, so the first connection finds them.
+        let actors = Task { [pool, receiver] in
+            await withDiscardingTaskGroup { group in
+                group.addTask { await pool.run() }
+                group.addTask { await receiver.run() }
+            }
         }
+        running.withLockedValue { $0 = Running(server: nil, actors: actors) }
         let maxFrame = settings.maxFrameSize
+        let core = self.core
+        let receiver = self.receiver
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelInitializer { [self] channel in
+            .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: maxFrame)))
-                    try channel.pipeline.syncOperations.addHandler(InboundHandler(transport: self, delegate: delegate))
+                    try channel.pipeline.syncOperations.addHandler(InboundHandler(core: core, receiver: receiver, delegate: delegate))
                 }
             }
         let server: any Channel
         do {
             server = try await bootstrap.bind(host: local.endpoint.host, port: local.endpoint.port).get()
-        } catch let error as IOError where error.errnoCode == EADDRINUSE {
-            throw CohortError(.addressInUse, "port \(local.endpoint.port) on \(local.endpoint.host) is already in use; pick another --listen port or stop the process using it", cause: error)
         } catch {
+            // Nothing to serve: the actors stop, and a later shutdown() has nothing to do.
+            pool.finish()
+            receiver.finish()
+            await actors.value
+            running.withLockedValue { $0 = nil }
+            if let io = error as? IOError, io.errnoCode == EADDRINUSE {
+                throw CohortError(.addressInUse, "port \(local.endpoint.port) on \(local.endpoint.host) is already in use; pick another --listen port or stop the process using it", cause: error)
+            }
             throw CohortError(.connectionFailed, "cannot listen on \(local.endpoint): \(error)", cause: error)
         }
         let port = server.localAddress?.port ?? local.endpoint.port
         let bound = Endpoint(host: local.endpoint.host, port: port)
-        shared.withLockedValue {
-            $0.server = server
-            $0.local?.endpoint = bound
-        }
+        core.bound(to: bound)
+        running.withLockedValue { $0?.server = server }
         return bound
     }
 
     public func shutdown() async {
-        shuttingDown.store(true, ordering: .relaxed)
-        let (server, inbound) = shared.withLockedValue { ($0.server, $0.inbound.values.map(\.channel)) }
+        core.beginShutdown()
+        // Never started (or its listener failed): no actor runs, nothing is open.
+        guard let started = running.withLockedValue({ $0 }) else { return }
+        let (server, actors) = (started.server, started.actors)
         // Stop accepting first, so a probe arriving during shutdown is refused, not answered.
         try? await server?.close()
-        for channel in inbound { try? await channel.close() }
-        try? await loop.submit { [self] in
-            for connection in shared.withLockedValue({ Array($0.connections.values) }) {
-                connection.close(reason: "transport shut down")
-            }
+        await receiver.settle()
+        for channel in await receiver.removeAll() { try? await channel.close() }
+        await pool.settle()
+        let connections = await pool.removeAll()
+        try? await loop.submit {
+            for connection in connections { connection.close(reason: "transport shut down") }
         }.get()
+        pool.finish()
+        receiver.finish()
+        await actors.value
     }
 
     /// Closes every socket at once without telling anyone — what peers see when the process
@@ -125,121 +158,63 @@ public final class TCPTransport: Transport, @unchecked Sendable {
     }
 
     /// The address the transport listens on, once started.
-    public var boundEndpoint: Endpoint? { shared.withLockedValue { $0.server == nil ? nil : $0.local?.endpoint } }
+    public var boundEndpoint: Endpoint? {
+        guard running.withLockedValue({ $0?.server }) != nil else { return nil }
+        return core.localMember.endpoint
+    }
 
     // MARK: - membership helpers
 
     public func handshake(with endpoint: Endpoint, timeout: Duration) async throws -> Member {
-        let connection = OutboundConnection(endpoint: endpoint, member: nil, transport: self, loop: loop)
-        return try await loop.flatSubmit { connection.connect(timeout: timeout) }.get()
-    }
-
-    func connectionBecameReady(_ connection: OutboundConnection) {
-        guard let member = connection.member else { return }
-        let previous: OutboundConnection? = shared.withLockedValue { shared in
-            let old = shared.connections[member.id]
-            shared.connections[member.id] = connection
-            return old
-        }
-        if let previous, previous !== connection {
-            // Both sides connected at once, or a handshake raced a send. The older connection may
-            // still carry messages waiting for acknowledgement: it takes no new writes and closes
-            // once those are answered, so nothing is failed for the race.
-            previous.retire(reason: "replaced by a newer connection")
-        }
-    }
-
-    func connectionClosed(_ connection: OutboundConnection, reason: String, reportLoss: Bool, asyncLost: Int) {
-        let delegate: (any TransportDelegate)? = shared.withLockedValue { shared in
-            if let member = connection.member, shared.connections[member.id] === connection {
-                shared.connections.removeValue(forKey: member.id)
-            }
-            return shared.delegate
-        }
-        guard let member = connection.member, !isShuttingDown else { return }
-        if asyncLost > 0 { reportAsyncFailure(count: asyncLost, to: member, reason: reason) }
-        if reportLoss { delegate?.transport(lostConnectionTo: member, reason: reason) }
-    }
-
-    func reportAsyncFailure(count: Int, to member: Member, reason: String) {
-        asyncFailureCounter.increment(by: count)
-        shared.withLockedValue { $0.delegate }?.transport(asyncMessagesFailed: count, to: member, reason: reason)
-    }
-
-    /// Traffic from a member counts as a sign of life (see ``SignOfLife``).
-    func reportActivity(_ member: Member) {
-        shared.withLockedValue { $0.delegate }?.transport(sawActivityFrom: member)
-    }
-
-    func registerInbound(_ channel: any Channel, member: Member) {
-        shared.withLockedValue { $0.inbound[ObjectIdentifier(channel)] = (channel, member) }
-    }
-
-    /// Forgets an inbound connection.
-    ///
-    /// - Returns: whether it was the last inbound connection from its member (two may briefly
-    ///   exist while both sides connect at once; only losing the last one is news).
-    func unregisterInbound(_ channel: any Channel) -> Bool {
-        shared.withLockedValue { shared in
-            guard let removed = shared.inbound.removeValue(forKey: ObjectIdentifier(channel)) else { return true }
-            return !shared.inbound.values.contains { $0.member.id == removed.member.id }
-        }
+        try await pool.handshake(with: endpoint, timeout: timeout)
     }
 
     public func forget(_ member: Member) {
-        let inbound: [any Channel] = shared.withLockedValue { shared in
-            shared.inbound.values.filter { $0.member.id == member.id }.map(\.channel)
-        }
-        loop.execute { [self] in
-            shared.withLockedValue { $0.connections[member.id] }?.close(reason: "\(member.name) left the view")
-        }
-        for channel in inbound { channel.close(promise: nil) }
+        pool.send(.forget(member))
+        receiver.send(.forget(member))
     }
 
     // MARK: - sending
-
-    /// The connection to a member, created (not yet connected) if missing. Loop only.
-    private func connection(to member: Member) -> OutboundConnection {
-        shared.withLockedValue { shared in
-            if let existing = shared.connections[member.id], !existing.isClosed { return existing }
-            let fresh = OutboundConnection(endpoint: member.endpoint, member: member, transport: self, loop: loop)
-            shared.connections[member.id] = fresh
-            return fresh
-        }
-    }
 
     /// The connection a send's loop task writes to: the one looked up when the send began, unless
     /// it closed in between — typically replaced by a newer connection to the same member (both
     /// sides connecting at start-up), which retires it and closes it at once when it carries
     /// nothing. Nothing was written to it, so the message goes to the member's current connection
-    /// (a fresh one if there is none, as the next send would get) and its place in the queue limit
-    /// moves with it. Loop only.
+    /// in the pool's table, or, when the table names none that is open (the pool has not heard of
+    /// the close yet), to the closed connection's one replacement, opened here and handed to the
+    /// pool — as the next send would get a fresh one. Its place in the queue limit moves with it.
+    /// Loop only.
     private func current(_ connection: OutboundConnection, for member: Member) -> OutboundConnection {
         guard connection.isClosed else { return connection }
-        let replacement = self.connection(to: member)
+        let listed = pool.table.withLockedValue { $0[member.id] }
+        guard let replacement = listed.flatMap({ $0.isClosed ? nil : $0 }) ?? connection.replacement() else { return connection }
         connection.inFlight.subtract(1, ordering: .relaxed)
         replacement.inFlight.add(1, ordering: .relaxed)
         return replacement
+    }
+
+    /// The open connection of every member in the pool's published table, or nil when one has
+    /// none.
+    private static func lookUp(_ members: [Member], in table: [MemberID: OutboundConnection]) -> [OutboundConnection]? {
+        var found: [OutboundConnection] = []
+        found.reserveCapacity(members.count)
+        for member in members {
+            guard let connection = table[member.id], !connection.isClosed else { return nil }
+            found.append(connection)
+        }
+        return found
+    }
+
+    /// The slow path of a send: a member without an open connection (the first send to it, or
+    /// the first after a failure) makes the send ask the pool, which opens one.
+    private func connectionsAskingThePool(for members: [Member]) async -> [OutboundConnection] {
+        await pool.connections(to: members)
     }
 
     /// The next sequence number. Loop only.
     private func nextSequence() -> UInt64 {
         loop.preconditionInEventLoop()
         return sequence.add(1, ordering: .relaxed).newValue
-    }
-
-    func scheduleFlush(_ connection: OutboundConnection) {
-        flushQueue.append(connection)
-        if !flushScheduled {
-            flushScheduled = true
-            // Runs after every write task already queued on the loop: one flush per batch.
-            loop.execute { [self] in
-                flushScheduled = false
-                let pending = flushQueue
-                flushQueue.removeAll(keepingCapacity: true)
-                for connection in pending { connection.flush() }
-            }
-        }
     }
 
     public func send(_ message: OutboundMessage, to members: [Member]) async -> SendReport {
@@ -253,26 +228,21 @@ public final class TCPTransport: Transport, @unchecked Sendable {
         }
         var guarantee = message.options.guarantee
 
+        let listed = pool.table.withLockedValue { table in Self.lookUp(members, in: table) }
+        let connections = if let listed { listed } else { await connectionsAskingThePool(for: members) }
+
         // Queue limits, per member, checked without touching the loop.
-        var early: [Int: MemberOutcome] = [:]
-        let connections: [OutboundConnection] = shared.withLockedValue { shared in
-            members.map { member in
-                if let existing = shared.connections[member.id], !existing.isClosed { return existing }
-                let fresh = OutboundConnection(endpoint: member.endpoint, member: member, transport: self, loop: loop)
-                shared.connections[member.id] = fresh
-                return fresh
-            }
-        }
+        var earlyOutcomes: [Int: MemberOutcome] = [:]
         for (i, connection) in connections.enumerated() where connection.inFlight.load(ordering: .relaxed) >= message.queueLimit {
             switch message.queuePolicy {
-            case .failFast: early[i] = .queueFull
+            case .failFast: earlyOutcomes[i] = .queueFull
             case .sendSynchronously: if guarantee == .asynchronous { guarantee = .receipt }
             case .block:
                 let deadline = ContinuousClock.now.advanced(by: message.options.timeout)
                 var waited = Duration.microseconds(50)
                 while connection.inFlight.load(ordering: .relaxed) >= message.queueLimit {
                     if ContinuousClock.now >= deadline {
-                        early[i] = .timedOut
+                        earlyOutcomes[i] = .timedOut
                         break
                     }
                     try? await Task.sleep(for: waited)
@@ -280,6 +250,8 @@ public final class TCPTransport: Transport, @unchecked Sendable {
                 }
             }
         }
+
+        let early = earlyOutcomes
 
         // The sequence number is taken on the loop, where every write happens, so numbers reach
         // each connection in increasing order (cumulative acks rely on it). The frame is built
@@ -317,41 +289,86 @@ public final class TCPTransport: Transport, @unchecked Sendable {
                     current(connection, for: members[i]).enqueue(frame, seq: seq, ticket: ticket, slot: i, guarantee: sendGuarantee)
                 }
                 if !ticket.isFinished {
-                    watch(ticket, deadline: .now() + TimeAmount(timeout))
+                    watch(ticket, deadline: clock.now.advanced(by: timeout))
                 }
             }
         }
     }
 
     /// Times `ticket` out at `deadline` unless its acknowledgements arrive first. Loop only.
-    private func watch(_ ticket: SendTicket, deadline: NIODeadline) {
-        deadlines.add(ticket, deadline: deadline)
-        guard let earliest = deadlines.earliest else { return }
-        if let armed = deadlineTimer, armed.at <= earliest { return }
-        armDeadlineTimer(at: earliest)
+    private func watch(_ ticket: SendTicket, deadline: ContinuousClock.Instant) {
+        let arm: ContinuousClock.Instant? = deadlineState.withValue { state in
+            state.deadlines.add(ticket, deadline: deadline)
+            guard let earliest = state.deadlines.earliest else { return nil }
+            if let armed = state.timer, armed.at <= earliest { return nil }
+            return earliest
+        }
+        if let arm { armDeadlineTimer(at: arm) }
     }
 
-    private func armDeadlineTimer(at deadline: NIODeadline) {
-        deadlineTimer?.task.cancel()
-        let task = loop.scheduleTask(deadline: deadline) { [self] in
-            deadlineTimer = nil
-            if let next = deadlines.expire(now: .now()) { armDeadlineTimer(at: next) }
+    /// Arms the one deadline timer: a task that sleeps on the clock, then expires what is due on
+    /// the loop. Re-armed only for an earlier deadline or after it fired. Loop only.
+    private func armDeadlineTimer(at deadline: ContinuousClock.Instant) {
+        let task = Task { [clock, loop] in
+            do {
+                try await clock.sleep(for: deadline - clock.now)
+            } catch {
+                return
+            }
+            loop.execute { [self] in deadlineTimerFired(at: deadline) }
         }
-        deadlineTimer = (task, deadline)
+        let previous = deadlineState.withValue { state in
+            defer { state.timer = (task, deadline) }
+            return state.timer?.task
+        }
+        previous?.cancel()
+    }
+
+    private func deadlineTimerFired(at deadline: ContinuousClock.Instant) {
+        let now = clock.now
+        let next: ContinuousClock.Instant? = deadlineState.withValue { state in
+            // A timer that was replaced by an earlier one may still wake: only the armed one counts.
+            guard let armed = state.timer, armed.at == deadline else { return nil }
+            state.timer = nil
+            return state.deadlines.expire(now: now)
+        }
+        if let next { armDeadlineTimer(at: next) }
+    }
+
+    /// The acknowledged sends waiting for their deadline, and the deadline the timer is armed for
+    /// (for tests).
+    func deadlineQueue() async -> (waiting: Int, armedAt: ContinuousClock.Instant?) {
+        (try? await loop.submit { [self] in
+            deadlineState.withValue { ($0.deadlines.count, $0.timer?.at) }
+        }.get()) ?? (0, nil)
     }
 
     public func heartbeat(to members: [Member]) {
         guard !isShuttingDown else { return }
-        loop.execute { [self] in
-            for member in members {
-                connection(to: member).writeControl(Frames.control(.heartbeat, allocator: allocator))
+        // Like a send: members with an open connection in the pool's table get the frame from
+        // one loop task at once (heartbeats are what a busy node's liveness rests on, so they do
+        // not queue behind the pool); only the others ask the pool to open one.
+        var missing: [Member] = []
+        let open: [OutboundConnection] = pool.table.withLockedValue { table in
+            members.compactMap { member in
+                if let connection = table[member.id], !connection.isClosed { return connection }
+                missing.append(member)
+                return nil
             }
         }
+        if !open.isEmpty {
+            let allocator = self.allocator
+            loop.execute {
+                for connection in open { connection.writeControl(Frames.control(.heartbeat, allocator: allocator)) }
+            }
+        }
+        if !missing.isEmpty { pool.send(.heartbeat(missing)) }
     }
 
     public func leave(notifying members: [Member]) async {
-        let futures: [EventLoopFuture<Void>] = (try? await loop.submit { [self] in
-            members.map { connection(to: $0).sendLeave() }
+        let connections = await pool.open(to: members)
+        let futures: [EventLoopFuture<Void>] = (try? await loop.submit {
+            connections.map { $0.sendLeave() }
         }.get()) ?? []
         // Give the words a moment to reach the wire; a dead peer must not hold the leave up.
         let all = EventLoopFuture.andAllComplete(futures, on: loop)

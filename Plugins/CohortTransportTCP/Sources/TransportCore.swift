@@ -1,0 +1,101 @@
+import CohortCore
+import Logging
+import Metrics
+import NIOConcurrencyHelpers
+import NIOCore
+import Synchronization
+
+/// What the parts of the TCP transport share — settings, the sender loop, who the node is, who
+/// hears of events, counters — so that the connections, the ``SenderPool`` and the ``Receiver``
+/// need no reference to the transport (and none to each other's state).
+final class TransportCore: Sendable {
+    let settings: TransportSettings
+    /// All outbound connections live on this loop, so a fan-out is one loop task.
+    let loop: any EventLoop
+    let logger: Logger
+    let allocator = ByteBufferAllocator()
+    private let shuttingDown = Atomic<Bool>(false)
+    private let malformed = Atomic<Int>(0)
+    private let malformedCounter = Counter(label: "cohort.transport.malformed_frames")
+    private let asyncFailureCounter = Counter(label: "cohort.transport.async_failures")
+
+    /// Set once by `start`: who we are and who hears of events.
+    private struct Started: Sendable {
+        var local: Member
+        var delegate: any TransportDelegate
+    }
+    private let started = NIOLockedValueBox<Started?>(nil)
+
+    /// Loop-confined: connections with unflushed writes.
+    private struct FlushState: Sendable {
+        var queue: [OutboundConnection] = []
+        var scheduled = false
+    }
+    private let flushes: NIOLoopBoundBox<FlushState>
+
+    init(settings: TransportSettings, loop: any EventLoop, logger: Logger) {
+        self.settings = settings
+        self.loop = loop
+        self.logger = logger
+        self.flushes = .makeBoxSendingValue(FlushState(), eventLoop: loop)
+    }
+
+    func start(local: Member, delegate: any TransportDelegate) {
+        started.withLockedValue { $0 = Started(local: local, delegate: delegate) }
+    }
+
+    func bound(to endpoint: Endpoint) {
+        started.withLockedValue { $0?.local.endpoint = endpoint }
+    }
+
+    var localMember: Member {
+        guard let local = started.withLockedValue({ $0?.local }) else {
+            preconditionFailure("the TCP transport is used before start(local:delegate:)")
+        }
+        return local
+    }
+
+    var delegate: (any TransportDelegate)? { started.withLockedValue { $0?.delegate } }
+
+    var isShuttingDown: Bool { shuttingDown.load(ordering: .relaxed) }
+
+    func beginShutdown() { shuttingDown.store(true, ordering: .relaxed) }
+
+    var malformedFrames: Int { malformed.load(ordering: .relaxed) }
+
+    func countMalformed() {
+        malformed.add(1, ordering: .relaxed)
+        malformedCounter.increment()
+    }
+
+    func reportAsyncFailure(count: Int, to member: Member, reason: String) {
+        asyncFailureCounter.increment(by: count)
+        delegate?.transport(asyncMessagesFailed: count, to: member, reason: reason)
+    }
+
+    /// Traffic from a member counts as a sign of life (see ``SignOfLife``).
+    func reportActivity(_ member: Member) {
+        delegate?.transport(sawActivityFrom: member)
+    }
+
+    /// Puts a connection with fresh writes on the flush list; one task queued behind the pending
+    /// writes flushes each listed connection once. Loop only.
+    func scheduleFlush(_ connection: OutboundConnection) {
+        let first: Bool = flushes.withValue { state in
+            state.queue.append(connection)
+            if state.scheduled { return false }
+            state.scheduled = true
+            return true
+        }
+        guard first else { return }
+        // Runs after every write task already queued on the loop: one flush per batch.
+        loop.execute { [self] in
+            let pending: [OutboundConnection] = flushes.withValue { state in
+                state.scheduled = false
+                defer { state.queue.removeAll(keepingCapacity: true) }
+                return state.queue
+            }
+            for connection in pending { connection.flush() }
+        }
+    }
+}

@@ -75,7 +75,8 @@ struct AllCopiesState<Entry: ReplicatedEntry>: Sendable {
 
     let local: MemberID
     let settings: Settings
-    private(set) var entries: [String: Entry] = [:]
+    /// The live entries (set by this file and by anti-entropy, `AllCopiesState+AntiEntropy.swift`).
+    var entries: [String: Entry] = [:]
     private(set) var phase: Phase = .starting
     /// Remote members, oldest first.
     private(set) var members: [Member] = []

@@ -1,4 +1,5 @@
 import CohortHummingbird
+import CohortSessions
 import CohortTestKit
 import Foundation
 import NIOConcurrencyHelpers

@@ -183,7 +183,7 @@ actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
         let report = try await channel.send(update, to: .all, options: settings.sendOptions(concern))
         observer.replicated(body.readableBytes * report.succeeded.count, wall.clock.now - started)
         let view = channel.view
-        if let failures = concern.unmet(report, current: Set(view.members.map(\.id))) {
+        if let failures = concern.unmet(report, current: Set(view.members.map(\.id)), excuseStarting: true) {
             // A member that refused the change (a conflict: its copy is newer) has what this
             // node missed: pull the key from it.
             for failure in report.failures {

@@ -76,19 +76,34 @@ public struct WriteConcern: Sendable, Equatable, Hashable, CustomStringConvertib
     ///   - report: what the send reported per member.
     ///   - current: the members in the view when the send returned (failures of members that
     ///     left meanwhile are excused).
-    func unmet(_ report: SendReport, current: Set<MemberID>) -> [(member: MemberID, outcome: MemberOutcome)]? {
-        let failures = report.failures.filter { current.contains($0.member) }
+    ///   - excuseStarting: whether a member that runs no replicated store yet (its channel joined
+    ///     before its managers started: it rejects the message type) is excused and not counted.
+    ///     True for the all-copies store, where such a node holds no copy yet and gets every
+    ///     entry by its state transfer when its store starts; false where the member was placed
+    ///     as a holder of the key (primary/backup).
+    func unmet(_ report: SendReport, current: Set<MemberID>, excuseStarting: Bool = false) -> [(member: MemberID, outcome: MemberOutcome)]? {
+        let starting = excuseStarting ? report.outcomes.filter { $0.outcome.isStartingNode }.count : 0
+        let failures = report.failures.filter { current.contains($0.member) && !(excuseStarting && $0.outcome.isStartingNode) }
         switch level {
         case .all:
             return failures.isEmpty ? nil : failures
         case .majority:
-            // Copies: this node's plus one per destination. A majority of them.
-            let copies = report.count + 1
+            // Copies: this node's plus one per destination that runs the store. A majority of them.
+            let copies = report.count - starting + 1
             let needed = copies / 2 + 1
-            return report.succeeded.count + 1 >= needed ? nil : report.failures
+            return report.succeeded.count + 1 >= needed ? nil : failures
         case .replicas(let count):
-            return report.succeeded.count >= count ? nil : report.failures
+            return report.succeeded.count >= count ? nil : failures
         }
+    }
+}
+
+extension MemberOutcome {
+    /// The member rejected the message because its type is not registered there: the node runs
+    /// no replicated store yet (it is starting).
+    var isStartingNode: Bool {
+        if case .rejected(let why) = self { return why.contains("unknownMessageType") }
+        return false
     }
 }
 

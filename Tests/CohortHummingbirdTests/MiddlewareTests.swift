@@ -68,7 +68,10 @@ struct MiddlewareTests {
         let cluster = try await HTTPCluster.start(count: 2)
         let browser = Browser()
         #expect(try await browser.get(cluster[0].port, "/counter").body == "1")
+        // node2's store stops (its event stream ends once it is unregistered); node2 stays a member.
+        let stopped = cluster[1].node.sessions.events()
         cluster[1].node.sessions.shutdown()
+        try await withDeadline(.seconds(60), "node2's session store to stop") { for await _ in stopped {} }
         let failed = try await browser.get(cluster[0].port, "/counter")
         #expect(failed.status == 503)
         #expect(failed.retryAfter == "1")

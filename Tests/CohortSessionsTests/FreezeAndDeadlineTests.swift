@@ -104,4 +104,31 @@ struct FreezeAndDeadlineTests {
             #expect(error?.message.contains("no answer within") == true, "\(String(describing: error))")
         }
     }
+
+    /// Periodic anti-entropy, with no membership change at all: node1 holds a change node2 never
+    /// received (handed to node1's store as if node2 had sent it, so node2's copy never saw it —
+    /// a lost message). Once `antiEntropyInterval` passed on the managers' clock, a digest
+    /// exchange brings it to node2.
+    @Test func periodicAntiEntropyRepairsAChangeAMemberMissed() async throws {
+        try await SessionTestCluster.with(.delta, nodes: 2, configure: { _, settings in
+            settings.antiEntropyInterval = .seconds(10)
+        }) { cluster in
+            let id = try await cluster[0].createSession { try $0.setAttribute("count", 1) }.id
+            #expect(try await cluster[1].session(id)?.attribute("count", as: Int.self) == 1)
+            let replicator = try #require(cluster[0].backend as? AllCopiesReplicator<SessionRecord>)
+            let record = try #require(await replicator.entry(id))
+            var delta = SessionDelta(sessionID: id, stamp: Stamp(counter: record.version + 1, origin: 99))
+            delta.attributes["count"] = try replicator.codec.encode(5)
+            let body = try replicator.codec.encodeValue(delta, what: "a test change")
+            let update = ReplicaUpdate(store: replicator.settings.name, key: id, body: body)
+            try await replicator.receive(update, from: cluster.nodes[1].channel.localMember)
+            #expect(try await cluster[0].session(id)?.attribute("count", as: Int.self) == 5)
+            #expect(try await cluster[1].session(id)?.attribute("count", as: Int.self) == 1)
+            // Less than an interval: nothing moves.
+            try await cluster.advance(by: .seconds(1))
+            #expect(try await cluster[1].session(id)?.attribute("count", as: Int.self) == 1)
+            for _ in 0..<3 { try await cluster.advance(by: .seconds(11)) }
+            #expect(try await cluster[1].session(id)?.attribute("count", as: Int.self) == 5)
+        }
+    }
 }

@@ -29,7 +29,9 @@ extension PrimaryBackupReplicator {
                 switch action {
                 case .update(let key, _, _):
                     let current = Set(channel.view.members.map(\.id))
-                    let failed = report.failures.map(\.member).filter { current.contains($0) }
+                    // A refusal as a conflict (the member holds a newer copy) is not repaired
+                    // by sending this node's copy: it stays a failure.
+                    let failed = report.failures.filter { current.contains($0.member) && !$0.outcome.isConflict }.map(\.member)
                     merged.outcomes.append(contentsOf: report.outcomes.filter { !failed.contains($0.member) })
                     if !failed.isEmpty { retries.append((key, failed)) }
                 case .store:

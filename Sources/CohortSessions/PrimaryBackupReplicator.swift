@@ -253,6 +253,12 @@ actor PrimaryBackupReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
                 let report = try await sendNow(perform(actions), options: settings.sendOptions(concern))
                 let view = channel.view
                 if let failures = concern.unmet(report.send, current: Set(view.members.map(\.id))) {
+                    if failures.contains(where: { $0.outcome.isConflict }) {
+                        // A holder has a newer copy (this node was away while the key was
+                        // promoted and written elsewhere): this node's copy and placement are
+                        // refreshed from the holders before the caller retries.
+                        _ = try? await fetch(key, take: false)
+                    }
                     let error = CohortError.concernNotMet(
                         concern, key: key, store: settings.name, report: report.send, failures: failures,
                         names: { id in view.member(id)?.name ?? "\(id)" }
@@ -281,7 +287,7 @@ actor PrimaryBackupReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
             await apply { $0.onStore(store.key, entry: entry, location: store.location, now: $1) }
         case let update as BackupUpdate:
             let delta = try decode(Entry.Delta.self, update.body, "a change of '\(update.key)' from \(sender.name)", type: "BackupUpdate", from: sender)
-            await apply { $0.onUpdate(update.key, delta: delta, now: $1) }
+            try await applyUpdate(update.key, delta, from: sender)
         case let update as LocationUpdate:
             await apply { $0.onLocate(update.locations, now: $1) }
         case let removal as LocationRemoval:
@@ -311,6 +317,20 @@ actor PrimaryBackupReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
 
     private func apply(_ change: (inout PrimaryBackupState<Entry>, WallMillis) -> [Action]) {
         queue(perform(change(&state, wall.now)))
+    }
+
+    /// Applies a change from the key's owner, unless it was made from a copy that is behind this
+    /// one (an owner that was frozen or cut off while the key was promoted elsewhere and written
+    /// there): refused as a conflict, so that its caller gets an error instead of an
+    /// acknowledgement of a write that the newer copy does not hold.
+    private func applyUpdate(_ key: String, _ delta: Entry.Delta, from sender: Member) throws {
+        if let newer = state.staleChange(key, delta) {
+            throw CohortError(
+                .partialFailure,
+                "conflict: '\(key)' in store '\(settings.name)' on \(channel.configuration.name) holds \(newer), newer than the change \(sender.name) made (\(delta.stamp)); \(sender.name) must fetch the key first"
+            )
+        }
+        queue(perform(state.onUpdate(key, delta: delta, now: wall.now)))
     }
 
     /// Applies a locations batch this node asked for; throws (so the sender sees a failure) for

@@ -325,7 +325,21 @@ struct PrimaryBackupState<Entry: ReplicatedEntry>: Sendable {
             if location.owner == local, settings.backups > location.backups.count {
                 actions.append(contentsOf: refill(now: now, keys: [key]))
             }
+        } else if !location.holders.contains(local) {
+            // A placement that no longer lists this node (it was away while the key moved): a
+            // copy it kept is behind and must not be served.
+            copies[key] = nil
         }
         return actions
+    }
+
+    /// Whether a change from the key's owner was made from a copy that is behind this node's: this
+    /// node's copy holds a change as new or newer (by stamp counter) from another writer. Returns
+    /// this node's newest stamp; nil when the change may be applied.
+    func staleChange(_ key: String, _ delta: Entry.Delta) -> Stamp? {
+        guard let copy = copies[key] else { return nil }
+        let held = copy.latestStamp
+        guard held.counter >= delta.stamp.counter, held.origin != delta.stamp.origin, held != delta.stamp else { return nil }
+        return held
     }
 }

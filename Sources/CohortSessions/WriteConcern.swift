@@ -99,6 +99,12 @@ public struct WriteConcern: Sendable, Equatable, Hashable, CustomStringConvertib
 }
 
 extension MemberOutcome {
+    /// The member refused a change made from a copy that is behind its own (a conflict).
+    var isConflict: Bool {
+        if case .remoteFailure(let why) = self { return why.contains("conflict:") }
+        return false
+    }
+
     /// The member rejected the message because its type is not registered there: the node runs
     /// no replicated store yet (it is starting).
     var isStartingNode: Bool {

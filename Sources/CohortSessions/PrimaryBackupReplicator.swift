@@ -177,7 +177,7 @@ actor PrimaryBackupReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
             fetches[request] = .sent(target: target)
             let timer = Task { [wall, timeout = settings.fetchTimeout] in
                 do { try await wall.clock.sleep(for: timeout) } catch { return }
-                await self.fetchTimedOut(request)
+                self.fetchTimedOut(request)
             }
             defer { timer.cancel() }
             let message = FetchRequest(store: settings.name, request: request, key: key, takeOwnership: take)

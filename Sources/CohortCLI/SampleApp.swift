@@ -17,11 +17,16 @@ enum SampleApp {
 
     static func addRoutes(to router: RouterGroup<ClusterRequestContext>, node: ClusterNode) {
         let name = node.channel.localMember.name
-        router.get("/counter") { _, context -> Response in
+        // The increment changes state, so it is a POST: a balancer does not send a POST it
+        // already sent to a node that failed to another one (nginx's default), which would
+        // apply it twice. GET stays for browsers and old clients (see docs/balancers.md).
+        let counter: @Sendable (Request, ClusterRequestContext) async throws -> Response = { _, context in
             let count = try increment(context, node)
             let id = context.clusterSession.session?.id ?? ""
             return try json(CounterResponse(count: count, node: name, session: id))
         }
+        router.post("/counter", use: counter)
+        router.get("/counter", use: counter)
         // Read-only: the session's count without incrementing (0 and an empty session when the
         // request names no session this node can find). The fault-injection harness reads the
         // final state with it (`cohort chaos`).

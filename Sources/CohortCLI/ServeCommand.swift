@@ -15,11 +15,12 @@ struct ServeCommand: AsyncParsableCommand {
         commandName: "serve",
         abstract: "Run one node of the sample session app: an HTTP server whose sessions are replicated across the cluster.",
         discussion: """
-            GET /counter increments a counter in your session and answers JSON \
-            {"count": N, "node": NAME, "session": ID}; GET / is a live page. Admin endpoints: \
-            /cluster/members, /cluster/sessions, /cluster/status, /alive, /ready, /metrics, and \
-            POST /cluster/leave on a loopback HTTP address or with --allow-leave (the commands \
-            `cohort members|sessions|status|leave --admin HOST:PORT` use them).
+            POST /counter (or GET /counter) increments a counter in your session and answers JSON \
+            {"count": N, "node": NAME, "session": ID}; GET /counter/current reads it; GET / is a \
+            live page. Admin endpoints: /cluster/members, /cluster/sessions, /cluster/status, \
+            /alive, /ready, /metrics, and POST /cluster/leave on a loopback HTTP address or with \
+            --allow-leave (the commands `cohort members|sessions|status|leave --admin HOST:PORT` \
+            use them).
             """
     )
 
@@ -33,6 +34,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Replication: sync (the response waits for the replicas; the default) or async.") var mode: String = "sync"
     @Option(help: "Route for sticky balancers (appended to the session cookie); empty disables route binding.") var route: String?
     @Option(help: "Seconds a graceful stop may take (hand-off, leave).") var grace: Int = 10
+    @Option(help: "Write concern: all (every current member; the default), majority, or a number of replicas.") var writeConcern: String = "all"
+    @Option(help: "Milliseconds a write waits for its concern (default: the send timeout).") var writeTimeout: Int?
+    @Option(help: "Split-brain policy: allow, deny-writes (a minority side refuses writes), deny-all.") var whenSplit: String = "allow"
+    @Option(help: "The number of nodes the cluster is configured with (for --when-split).") var clusterSize: Int?
+    @Option(help: "Milliseconds a read waits for a session held on another node, per holder (backup manager).") var fetchTimeout: Int = 5000
+    @Option(help: "Seconds between anti-entropy rounds (digest exchange with one member); 0 turns the periodic rounds off.") var antiEntropy: Int = 30
     @Option(help: ArgumentHelp("JSON configuration file (COHORT_* environment variables override it).", valueName: "FILE")) var config: String?
     @OptionGroup var pluginOptions: PluginOptions
     @Flag(help: "Log debug information to standard error.") var verbose = false
@@ -53,6 +60,12 @@ struct ServeCommand: AsyncParsableCommand {
         if let adminPort {
             guard (1...65535).contains(adminPort), adminPort != httpPort else { throw ValidationError("--admin-port must be 1…65535 and not --http-port") }
         }
+        guard WriteConcern(name: writeConcern) != nil else { throw ValidationError("--write-concern must be all, majority or a number, got '\(writeConcern)'") }
+        guard SplitBrainPolicy(name: whenSplit) != nil else { throw ValidationError("--when-split must be allow, deny-writes or deny-all, got '\(whenSplit)'") }
+        if let clusterSize, clusterSize < 1 { throw ValidationError("--cluster-size must be at least 1") }
+        if let writeTimeout, writeTimeout < 1 { throw ValidationError("--write-timeout must be at least 1 ms") }
+        guard fetchTimeout >= 1 else { throw ValidationError("--fetch-timeout must be at least 1 ms") }
+        guard antiEntropy >= 0 else { throw ValidationError("--anti-entropy must be 0 or more seconds") }
         do { _ = try Endpoint(parsing: listen) } catch let error as CohortError { throw ValidationError("--listen: \(error.message)") }
         for m in members.split(separator: ",") {
             do { _ = try Endpoint(parsing: String(m)) } catch let error as CohortError { throw ValidationError("--members: \(error.message)") }
@@ -76,11 +89,20 @@ struct ServeCommand: AsyncParsableCommand {
             base.members = try members.split(separator: ",").map { try Endpoint(parsing: String($0)) }
             base.codec = codec
             base.metadata["http"] = "\(httpHost):\(httpPort)"
+            // The route this node binds sessions to, so that other nodes can tell whether a
+            // cookie's route is still in the cluster (ClusterSessionMiddleware).
+            let boundRoute = route ?? name
+            if !boundRoute.isEmpty { base.metadata["route"] = boundRoute }
             let configuration = try ClusterConfiguration.load(file: config, base: base)
             let registry = PluginRegistry()
             try pluginOptions.load(into: registry)
             var sessions = SessionManagerConfiguration(name: "demo", mode: mode == "sync" ? .synchronous : .asynchronous)
             sessions.maxInactiveInterval = .seconds(1800)
+            sessions.writeConcern = WriteConcern(name: writeConcern, timeout: writeTimeout.map { .milliseconds($0) })
+            sessions.whenSplit = SplitBrainPolicy(name: whenSplit) ?? .allowReadsAndWrites
+            sessions.clusterSize = clusterSize
+            sessions.fetchTimeout = .milliseconds(fetchTimeout)
+            sessions.antiEntropyInterval = antiEntropy > 0 ? .seconds(antiEntropy) : nil
             node = try ClusterNode(
                 configuration: configuration,
                 manager: ClusterNode.ManagerKind(rawValue: manager) ?? .delta,

@@ -62,9 +62,14 @@ public struct ClusterRequestContext: ClusterSessionRequestContext {
 ///   synchronous mode the response waits until the replicas applied it. A request that changed
 ///   nothing sends nothing, except a periodic access refresh (at most one per half idle
 ///   interval) so the other copies do not expire a session that is only read.
-/// - Route binding: the cookie value is `id.route`; a sticky balancer routes on the suffix. When
-///   a request arrives for a session bound to another node (failover), the cookie is re-issued
-///   with this node's route.
+/// - Errors: a session that cannot be read (no holder answered, the split-brain policy refuses
+///   reads here) or a change whose write concern is not met answers **503 with `Retry-After`**;
+///   the user is never given a new, empty session instead. In synchronous mode a failed change
+///   is not applied on this node, so the client's retry applies it once.
+/// - Route binding: the cookie value is `id.route`; a sticky balancer routes on the suffix. The
+///   cookie is re-issued with this node's route only when the node it names is gone from the
+///   cluster (failover), so its value stays the same for the life of the session while that
+///   node lives — a balancer that hashes the cookie keeps sending the user to the same node.
 public struct ClusterSessionMiddleware<Context: ClusterSessionRequestContext>: RouterMiddleware {
     /// The manager holding the sessions.
     public let manager: SessionManager
@@ -77,19 +82,35 @@ public struct ClusterSessionMiddleware<Context: ClusterSessionRequestContext>: R
     /// Whether the node may serve sessions yet (state transfer done); requests before that get
     /// 503 with Retry-After instead of an empty session.
     public let ready: @Sendable () -> Bool
+    /// Seconds the `Retry-After` header of a 503 asks the client to wait.
+    public let retryAfter: Int
 
     public init(
         manager: SessionManager,
         cookieName: String = "COHORT_SESSION",
         route: String? = nil,
         secureCookie: Bool = false,
+        retryAfter: Int = 1,
         ready: @escaping @Sendable () -> Bool = { true }
     ) {
         self.manager = manager
         self.cookieName = cookieName
         self.route = route
         self.secureCookie = secureCookie
+        self.retryAfter = max(0, retryAfter)
         self.ready = ready
+    }
+
+    /// Whether a node with this route is in the cluster: this node, or a member whose metadata
+    /// `route` (or, without one, whose name) is `route`.
+    func routeIsAlive(_ route: String) -> Bool {
+        if route == self.route { return true }
+        let view = manager.channel.view
+        return ([view.local] + view.members).contains { ($0.metadata["route"] ?? $0.name) == route }
+    }
+
+    func unavailable(_ what: String, _ error: CohortError) -> HTTPError {
+        HTTPError(.serviceUnavailable, headers: [.retryAfter: "\(retryAfter)"], message: "\(what): \(error.message)")
     }
 
     /// Splits a cookie value into session id and route.
@@ -110,7 +131,7 @@ public struct ClusterSessionMiddleware<Context: ClusterSessionRequestContext>: R
                 context.clusterSession.session = try await manager.session(id)
             } catch let error as CohortError {
                 // A cluster failure is an error, not "no session": the user must not be logged out silently.
-                throw HTTPError(.serviceUnavailable, message: "session store unavailable: \(error.message)")
+                throw unavailable("session store unavailable", error)
             }
         }
         let loadedID = context.clusterSession.session?.id
@@ -119,7 +140,7 @@ public struct ClusterSessionMiddleware<Context: ClusterSessionRequestContext>: R
 
         if session.isInvalidated {
             do { try await manager.invalidate(session.id) } catch let error as CohortError {
-                throw HTTPError(.serviceUnavailable, message: "session store unavailable: \(error.message)")
+                throw unavailable("session store unavailable", error)
             }
             response.setCookie(Cookie(name: cookieName, value: "", maxAge: 0, path: "/", secure: secureCookie, httpOnly: true))
             return response
@@ -130,10 +151,12 @@ public struct ClusterSessionMiddleware<Context: ClusterSessionRequestContext>: R
             do {
                 _ = try await manager.commit(session)
             } catch let error as CohortError {
-                throw HTTPError(.serviceUnavailable, message: "session not replicated: \(error.message)")
+                throw unavailable("session not replicated", error)
             }
         }
-        let routeChanged = route != nil && cookieRoute != route
+        // Re-bound only when the node the cookie names is gone (or it names none): a live
+        // route is kept, so the cookie's value does not change under a hash balancer.
+        let routeChanged = route != nil && cookieRoute != route && !(cookieRoute.map(routeIsAlive) ?? false)
         if session.isNew || session.id != loadedID || routeChanged {
             let value = route.map { "\(session.id).\($0)" } ?? session.id
             response.setCookie(Cookie(name: cookieName, value: value, path: "/", secure: secureCookie, httpOnly: true, sameSite: .lax))

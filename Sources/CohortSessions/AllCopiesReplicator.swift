@@ -12,6 +12,9 @@ actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
     enum Job: Sendable {
         case request(to: MemberID, request: UInt64)
         case serve(to: MemberID, request: UInt64, snapshot: [String: Entry], sourceReady: Bool)
+        case digest(to: MemberID, items: [String: DigestItem], reply: Bool)
+        case requestKeys(from: MemberID, request: UInt64, keys: [String])
+        case serveKeys(to: MemberID, request: UInt64, entries: [String: Entry], deleted: [String: Stamp])
     }
 
     nonisolated let settings: ReplicatorSettings
@@ -88,6 +91,14 @@ actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
     /// Stops ``run()``.
     nonisolated func shutdown() { jobInput.finish() }
 
+    /// Before a graceful stop: every member holds every entry already (a synchronous write
+    /// returned only once they had it), so nothing moves; waits until what this node queued
+    /// (transfers it serves, anti-entropy) is sent.
+    func handOff() async -> Int {
+        await waitUntilIdle()
+        return 0
+    }
+
     /// Returns once the store has its entries (after the state transfer).
     func waitUntilReady() async throws {
         if state.isReady { return }
@@ -128,29 +139,75 @@ actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
 
     // MARK: - changes
 
-    /// Applies a local change and replicates it.
+    /// Applies a local change and replicates it under a write concern.
     ///
+    /// In synchronous mode the change is sent first and applied here only once its concern is
+    /// met: a write that fails leaves this node's copy as it was, so the caller's retry computes
+    /// the same change again (and gets a higher stamp, so it replaces whatever the failed attempt
+    /// left on some members). In asynchronous mode it is applied here first, then queued.
+    ///
+    /// - Parameters:
+    ///   - base: the newest stamp of the copy the change was computed from (a session as the
+    ///     request read it); nil: this node's copy now. Members that hold a newer change from
+    ///     another writer refuse the change as a conflict.
+    ///   - concern: nil uses the store's.
     /// - Throws: ``CohortError/Code/notFound`` when the key does not exist and the change
     ///   cannot create it, ``CohortError/Code/duplicate`` when `mustCreate` and it exists,
     ///   ``CohortError/Code/codecFailure`` when the change does not encode (nothing is applied),
-    ///   or the channel's error when nothing could be sent.
-    func commit(_ key: String, _ delta: Entry.Delta, mustCreate: Bool = false) async throws -> ReplicationReport {
+    ///   ``CohortError/Code/noQuorum`` when the split-brain policy refuses writes here,
+    ///   ``CohortError/Code/partialFailure`` when the write concern is not met, or the channel's
+    ///   error when nothing could be sent.
+    func commit(_ key: String, _ delta: Entry.Delta, mustCreate: Bool = false, base: Stamp? = nil, concern: WriteConcern? = nil) async throws -> ReplicationReport {
+        try settings.splitBrain.checkWrite(channel, store: settings.name)
+        let concern = concern ?? settings.writeConcern
         var delta = delta
-        delta.stamp = state.nextStamp(for: key)
+        delta.stamp = state.issueStamp(for: key)
+        let base = base ?? state.latestStamp(of: key)
         let body = try codec.encodeValue(delta, what: "a change of '\(key)' in store '\(settings.name)'")
-        switch state.onLocalDelta(key, delta, mustCreate: mustCreate, now: wall.now) {
-        case .failure(.notFound):
+        switch state.check(key, delta, mustCreate: mustCreate, now: wall.now) {
+        case .notFound:
             throw CohortError(.notFound, "'\(key)' does not exist in store '\(settings.name)' (never created, removed, or expired)")
-        case .failure(.exists):
+        case .exists:
             throw CohortError(.duplicate, "'\(key)' already exists in store '\(settings.name)'")
-        case .success(let actions):
+        case nil:
+            break
+        }
+        let synchronous = settings.mode == .synchronous
+        if !synchronous { applyLocal(key, delta, mustCreate: mustCreate) }
+        guard !channel.view.members.isEmpty else {
+            if synchronous { applyLocal(key, delta, mustCreate: mustCreate) }
+            return ReplicationReport()
+        }
+        let started = wall.clock.now
+        let update = ReplicaUpdate(store: settings.name, key: key, body: body, base: base)
+        let report = try await channel.send(update, to: .all, options: settings.sendOptions(concern))
+        observer.replicated(body.readableBytes * report.succeeded.count, wall.clock.now - started)
+        let view = channel.view
+        if let failures = concern.unmet(report, current: Set(view.members.map(\.id)), excuseStarting: true) {
+            // A member that refused the change (a conflict: its copy is newer) has what this
+            // node missed: pull the key from it.
+            for failure in report.failures {
+                if case .remoteFailure = failure.outcome {
+                    perform(state.pullKeys([key], from: failure.member))
+                }
+            }
+            let error = CohortError.concernNotMet(
+                concern, key: key, store: settings.name, report: report, failures: failures,
+                names: { id in view.member(id)?.name ?? "\(id)" }
+            )
+            observer.failure(.concern, 1, error)
+            throw error
+        }
+        if synchronous { applyLocal(key, delta, mustCreate: mustCreate) }
+        return ReplicationReport(send: report)
+    }
+
+    private func applyLocal(_ key: String, _ delta: Entry.Delta, mustCreate: Bool) {
+        // Checked before the send; a change that arrived meanwhile (a deletion) can still refuse
+        // it here, which changes nothing the members did not decide already.
+        if case .success(let actions) = state.onLocalDelta(key, delta, mustCreate: mustCreate, now: wall.now) {
             perform(actions)
         }
-        guard !channel.view.members.isEmpty else { return ReplicationReport() }
-        let started = wall.clock.now
-        let report = try await channel.send(ReplicaUpdate(store: settings.name, key: key, body: body), to: .all, options: settings.sendOptions)
-        observer.replicated(body.readableBytes * report.succeeded.count, wall.clock.now - started)
-        return ReplicationReport(send: report)
     }
 
     // MARK: - receiving
@@ -166,7 +223,29 @@ actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
                 input.decodeFailed("ReplicaUpdate", from: sender, error)
                 throw error
             }
-            await applyRemote(update.key, delta)
+            try await applyRemote(update.key, delta, base: update.base, from: sender)
+        case let digest as ReplicaDigest:
+            let items: [String: DigestItem]
+            do {
+                items = try codec.decodeValue([String: DigestItem].self, from: digest.body, what: "a digest from \(sender.name)")
+            } catch {
+                observer.failure(.codec, 1, error)
+                input.decodeFailed("ReplicaDigest", from: sender, error)
+                throw error
+            }
+            await digestReceived(items, digest, from: sender.id)
+        case let request as ReplicaKeysRequest:
+            await keysRequested(by: sender.id, request: request.request, keys: request.keys)
+        case let reply as ReplicaKeysReply:
+            let entries: [String: Entry]
+            do {
+                entries = try codec.decodeValue([String: Entry].self, from: reply.entries, what: "a keys reply from \(sender.name)")
+            } catch {
+                observer.failure(.codec, 1, error)
+                input.decodeFailed("ReplicaKeysReply", from: sender, error)
+                throw error
+            }
+            try await applyKeys(reply, entries: entries, from: sender.id)
         case let request as ReplicaTransferRequest:
             await transferRequested(by: sender.id, request: request.request)
         case let batch as ReplicaTransferBatch:
@@ -184,8 +263,37 @@ actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
         }
     }
 
-    private func applyRemote(_ key: String, _ delta: Entry.Delta) {
+    private func applyRemote(_ key: String, _ delta: Entry.Delta, base: Stamp?, from sender: Member) throws {
+        if let newer = state.conflict(key, delta, base: base) {
+            // The writer computed the change from a copy that is behind this one (it was away:
+            // frozen, cut off): refused, so that its caller gets an error instead of an
+            // acknowledgement of a write that would undo newer ones. The writer pulls this copy.
+            throw CohortError(
+                .partialFailure,
+                "conflict: '\(key)' in store '\(settings.name)' on \(channel.configuration.name) holds \(newer), newer than the copy \(sender.name) changed (\(base.map { "\($0)" } ?? "none")); \(sender.name) must catch up first"
+            )
+        }
         perform(state.onRemoteDelta(key, delta, now: wall.now))
+    }
+
+    private func digestReceived(_ items: [String: DigestItem], _ digest: ReplicaDigest, from member: MemberID) {
+        perform(state.onDigest(from: member, items: items, reply: digest.reply, after: digest.after, through: digest.through))
+    }
+
+    private func keysRequested(by member: MemberID, request: UInt64, keys: [String]) {
+        perform(state.onKeysRequest(from: member, request: request, keys: keys))
+    }
+
+    private func applyKeys(_ reply: ReplicaKeysReply, entries: [String: Entry], from member: MemberID) throws {
+        let actions = state.onKeysReply(from: member, request: reply.request, entries: entries, deleted: reply.deleted, now: wall.now)
+        perform(actions)
+        for case .refused(let what) in actions {
+            throw CohortError(.unknownMember, "store '\(settings.name)' refused \(what)")
+        }
+    }
+
+    private func keysRequestFailed(_ request: UInt64) {
+        state.onKeysRequestFailed(request: request)
     }
 
     private func transferRequested(by member: MemberID, request: UInt64) {
@@ -255,6 +363,16 @@ actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
             case .refused(let what):
                 observer.failure(.refused, 1, CohortError(.unknownMember, what))
                 input.refused(what)
+            case .sendDigest(let member, let items, let reply):
+                enqueue(.digest(to: member, items: items, reply: reply))
+            case .requestKeys(let member, let request, let keys):
+                enqueue(.requestKeys(from: member, request: request, keys: keys))
+            case .serveKeys(let member, let request, let entries, let deleted):
+                enqueue(.serveKeys(to: member, request: request, entries: entries, deleted: deleted))
+            }
+            if case .event(.conflict(let key, let fields, _)) = action {
+                logger.info("store \(settings.name): conflict on '\(key)' (\(fields.joined(separator: ", "))) resolved by stamp")
+                observer.failure(.conflict, 1, CohortError(.partialFailure, "conflict on '\(key)'"))
             }
         }
         if !events.isEmpty { observer.events(events) }
@@ -275,7 +393,47 @@ actor AllCopiesReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
             }
         case .serve(let member, let request, let snapshot, let ready):
             await serve(snapshot, to: member, request: request, sourceReady: ready)
+        case .digest(let member, let items, let reply):
+            await sendDigest(items, to: member, reply: reply)
+        case .requestKeys(let member, let request, let keys):
+            let message = ReplicaKeysRequest(store: settings.name, request: request, keys: keys)
+            let report = try? await channel.send(message, to: .member(member), options: settings.controlOptions)
+            if report?.allSucceeded != true { await keysRequestFailed(request) }
+        case .serveKeys(let member, let request, let entries, let deleted):
+            do {
+                let body = try codec.encodeValue(entries, what: "a keys reply")
+                let message = ReplicaKeysReply(store: settings.name, request: request, entries: body, deleted: deleted)
+                _ = try await channel.send(message, to: .member(member), options: settings.controlOptions)
+            } catch {
+                logger.debug("store \(settings.name): keys reply to \(member) failed: \(error)")
+            }
         }
+    }
+
+    /// Sends a digest in batches of sorted keys; each batch says which key range it covers, so
+    /// the receiver can tell which of its keys this node lacks.
+    private nonisolated func sendDigest(_ items: [String: DigestItem], to member: MemberID, reply: Bool) async {
+        let keys = items.keys.sorted()
+        let size = max(1, settings.batchSize)
+        var start = 0
+        repeat {
+            let end = min(keys.count, start + size)
+            var batch: [String: DigestItem] = [:]
+            batch.reserveCapacity(end - start)
+            for key in keys[start..<end] { batch[key] = items[key] }
+            let after = start == 0 ? nil : keys[start - 1]
+            let through = end >= keys.count ? nil : keys[end - 1]
+            do {
+                let body = try codec.encodeValue(batch, what: "a digest")
+                let message = ReplicaDigest(store: settings.name, body: body, reply: reply, after: after, through: through)
+                let report = try await channel.send(message, to: .member(member), options: settings.controlOptions)
+                guard report.allSucceeded else { return }
+            } catch {
+                logger.debug("store \(settings.name): digest to \(member) failed: \(error)")
+                return
+            }
+            start = end
+        } while start < keys.count
     }
 
     /// Sends a snapshot in batches. Up to ``transferWindow`` batches are in flight (the next

@@ -71,8 +71,13 @@ extension AllCopiesState {
             actions.append(contentsOf: pickSource(now: now))
         case .transferring:
             break
-        case .catchingUp, .ready:
+        case .catchingUp:
             if let pull = pull(from: member.id) { actions.append(pull) }
+        case .ready:
+            if let pull = pull(from: member.id) { actions.append(pull) }
+            // The member may have missed changes while it was away (a freeze, a partition): it
+            // pulls what differs from this node's digest, and answers with what differs on its side.
+            actions.append(.sendDigest(to: member.id, items: digest(), reply: false))
         }
         return actions
     }
@@ -99,6 +104,10 @@ extension AllCopiesState {
         setMembers(members.filter { $0.id != id })
         parked.removeAll { $0.member == id }
         pulls = pulls.filter { $0.value != id }
+        keyPulls = keyPulls.filter { $0.value != id }
+        // Whatever this node pulled from it before, it may change while away: pulled again
+        // when it returns.
+        covered.remove(id)
         if case .transferring(let source, _) = phase, source == id {
             declined.insert(id)
             setPhase(.starting)
@@ -215,7 +224,7 @@ extension AllCopiesState {
                 actions.append(contentsOf: becomeReady(now: now))
             }
         case .ready:
-            break
+            actions.append(contentsOf: periodicAntiEntropy(now: now))
         }
         return actions
     }

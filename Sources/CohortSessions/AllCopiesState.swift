@@ -22,6 +22,11 @@ struct AllCopiesState<Entry: ReplicatedEntry>: Sendable {
         /// dropped (and counted), so that a flood of changes for unknown keys cannot grow the
         /// node without bound.
         var maxOrphans: Int = 100_000
+        /// How often the node sends its digest to one member (round-robin); nil: only when a
+        /// member returns.
+        var antiEntropyInterval: Int64? = 30_000
+        /// Keys per digest message and per keys request.
+        var digestBatch: Int = 1000
     }
 
     /// Where the node is in its start-up.
@@ -52,6 +57,12 @@ struct AllCopiesState<Entry: ReplicatedEntry>: Sendable {
         /// Input from another member was refused (an unsolicited transfer batch); the text
         /// says what and from whom.
         case refused(String)
+        /// Send a digest of `items` to a member (anti-entropy; see `AllCopiesState+AntiEntropy.swift`).
+        case sendDigest(to: MemberID, items: [String: DigestItem], reply: Bool)
+        /// Ask a member for its copies of keys.
+        case requestKeys(from: MemberID, request: UInt64, keys: [String])
+        /// Send copies and deletions of keys a member asked for.
+        case serveKeys(to: MemberID, request: UInt64, entries: [String: Entry], deleted: [String: Stamp])
     }
 
     /// Why a local change was refused.
@@ -64,7 +75,8 @@ struct AllCopiesState<Entry: ReplicatedEntry>: Sendable {
 
     let local: MemberID
     let settings: Settings
-    private(set) var entries: [String: Entry] = [:]
+    /// The live entries (set by this file and by anti-entropy, `AllCopiesState+AntiEntropy.swift`).
+    var entries: [String: Entry] = [:]
     private(set) var phase: Phase = .starting
     /// Remote members, oldest first.
     private(set) var members: [Member] = []
@@ -86,6 +98,16 @@ struct AllCopiesState<Entry: ReplicatedEntry>: Sendable {
     var nextRequest: UInt64 = 1
     var lastProgress: WallMillis = 0
     var transferred = 0
+    /// Anti-entropy key pulls in flight, by request id.
+    var keyPulls: [UInt64: MemberID] = [:]
+    /// The next member (index into `members`) periodic anti-entropy sends its digest to.
+    var digestTurn = 0
+    /// When periodic anti-entropy last ran.
+    var lastAntiEntropy: WallMillis?
+    /// The highest stamp counter issued for a key whose change is not applied here yet (a
+    /// synchronous write waits for the other members before it is applied locally), so that a
+    /// second write issued meanwhile, or the retry of a failed one, gets a higher stamp.
+    var issued: [String: UInt64] = [:]
 
     init(local: MemberID, settings: Settings = Settings()) {
         self.local = local
@@ -96,8 +118,47 @@ struct AllCopiesState<Entry: ReplicatedEntry>: Sendable {
 
     /// The stamp a local change of `key` gets.
     func nextStamp(for key: String) -> Stamp {
-        let seen = max(entries[key]?.version ?? 0, tombstones[key]?.stamp.counter ?? 0)
+        let seen = max(entries[key]?.version ?? 0, tombstones[key]?.stamp.counter ?? 0, issued[key] ?? 0)
         return Stamp.after(seen, origin: Stamp.origin(of: local))
+    }
+
+    /// The stamp of a local change of `key`, remembered as issued until it is applied.
+    mutating func issueStamp(for key: String) -> Stamp {
+        let stamp = nextStamp(for: key)
+        issued[key] = stamp.counter
+        return stamp
+    }
+
+    /// The newest stamp this node holds for a key (its deletion's if it is deleted).
+    func latestStamp(of key: String) -> Stamp {
+        entries[key]?.latestStamp ?? tombstones[key]?.stamp ?? .zero
+    }
+
+    /// Whether a local change would be accepted now (without applying it).
+    func check(_ key: String, _ delta: Entry.Delta, mustCreate: Bool, now: WallMillis) -> LocalError? {
+        let current = live(key, now: now)
+        if mustCreate, current != nil { return .exists }
+        if let tombstone = tombstones[key], delta.stamp <= tombstone.stamp { return .notFound }
+        if current == nil, Entry.creating(from: delta) == nil { return .notFound }
+        return nil
+    }
+
+    /// Whether a change replicated from another node was computed from a copy that is behind
+    /// this one: this node holds a change of the key, newer than the writer's `base`, made by
+    /// another writer (or a deletion). Returns this node's newer stamp; nil when there is no
+    /// conflict (or the writer did not say what its copy held).
+    func conflict(_ key: String, _ delta: Entry.Delta, base: Stamp?) -> Stamp? {
+        guard let base else { return nil }
+        let held: Stamp
+        if let entry = entries[key] {
+            held = entry.latestStamp
+        } else if let tombstone = tombstones[key] {
+            held = tombstone.stamp
+        } else {
+            return nil
+        }
+        guard held > base, held != delta.stamp, held.origin != delta.stamp.origin else { return nil }
+        return held
     }
 
     /// The entry of a key if it exists and has not expired at `now`.
@@ -233,10 +294,12 @@ struct AllCopiesState<Entry: ReplicatedEntry>: Sendable {
                 tombstones[key] = nil
             }
             if var entry = entries[key] {
+                let clashes = entry.conflicts(with: copy)
                 if entry.merge(copy) {
                     entries[key] = entry
                     actions.append(.event(.updated(key: key, entry: entry, change: nil, origin: .replicated)))
                 }
+                if !clashes.isEmpty { actions.append(.event(.conflict(key: key, fields: clashes, entry: entry))) }
             } else {
                 entries[key] = copy
                 actions.append(.event(.created(key: key, entry: copy, origin: .replicated)))
@@ -259,6 +322,9 @@ struct AllCopiesState<Entry: ReplicatedEntry>: Sendable {
         }
         let horizon = now - settings.tombstoneRetention
         tombstones = tombstones.filter { $0.value.removedAt > horizon }
+        if !issued.isEmpty {
+            issued = issued.filter { key, counter in (entries[key]?.version ?? 0) < counter && entries[key] != nil }
+        }
         return actions
     }
 

@@ -190,6 +190,9 @@ public final class ClusterNode: Service, Sendable {
             let reason = await Self.firstOf(shutdown: { try await gracefulShutdown() }, leave: { await self.waitForLeaveRequest() })
             self.markStopping()
             channel.logger.info("\(channel.localMember.name): \(reason == .leave ? "leaving" : "stopping"); handing off sessions")
+            // Hand-off first (ownership and copies moved, confirmed), then stop the manager and
+            // leave: the members own and back everything this node held before they see it go.
+            await Self.waitAtMost(gracePeriod, on: sessions.configuration.clock) { _ = await self.sessions.handOff() }
             sessions.shutdown()
             await Self.waitAtMost(gracePeriod, on: sessions.configuration.clock) { for await _ in managerDone {} }
             channel.shutdown()

@@ -77,4 +77,10 @@ struct MapEntry: ReplicatedEntry, Equatable {
         self = other
         return true
     }
+
+    var fingerprint: UInt64 { Fingerprint.of("", stamp) }
+
+    func conflicts(with other: MapEntry) -> [String] {
+        other.stamp.counter == stamp.counter && other.stamp.origin != stamp.origin ? ["value"] : []
+    }
 }

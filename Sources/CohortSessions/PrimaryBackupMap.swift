@@ -60,26 +60,36 @@ public final class PrimaryBackupMap<Value: Codable & Sendable>: Service, Sendabl
 
     /// The value of a key: the local copy, or one fetched from its owner or a backup.
     ///
-    /// - Throws: ``CohortError/Code/codecFailure`` when the stored bytes are not a `Value`.
+    /// - Throws: ``CohortError/Code/codecFailure`` when the stored bytes are not a `Value`,
+    ///   ``CohortError/Code/timeout`` when the key's holders did not answer within the fetch
+    ///   timeout (the key is not known to be lost), ``CohortError/Code/noQuorum`` when the
+    ///   split-brain policy refuses reads here.
     public func get(_ key: String) async throws -> Value? {
-        guard let entry = await replicator.read(key, take: takeOwnershipOnRead) else { return nil }
+        guard let entry = try await replicator.read(key, take: takeOwnershipOnRead) else { return nil }
         return try codec.decodeValue(Value.self, from: entry.value, what: "map '\(name)' key '\(key)'")
     }
 
     /// Writes a value; this node becomes the key's owner.
     ///
-    /// - Returns: what the backups (and the other members, for a new location) reported.
+    /// - Parameter concern: the write concern of this write; nil uses the map's
+    ///   (``ReplicatedMapConfiguration/writeConcern``).
+    /// - Returns: what the backups reported.
+    /// - Throws: ``CohortError/Code/partialFailure`` when the write concern is not met (naming
+    ///   the backups that failed), ``CohortError/Code/noQuorum`` when the split-brain policy
+    ///   refuses writes here, ``CohortError/Code/codecFailure`` when the value does not encode.
     @discardableResult
-    public func put(_ key: String, _ value: Value, expiresAt: Date? = nil) async throws -> ReplicationReport {
+    public func put(_ key: String, _ value: Value, expiresAt: Date? = nil, concern: WriteConcern? = nil) async throws -> ReplicationReport {
         let bytes = try codec.encodeValue(value, what: "map '\(name)' key '\(key)'")
-        return try await replicator.commit(key, MapEntry.Delta(stamp: .zero, value: bytes, expiresAt: expiresAt?.wallMillis), mustCreate: false)
+        return try await replicator.commit(key, MapEntry.Delta(stamp: .zero, value: bytes, expiresAt: expiresAt?.wallMillis), mustCreate: false, concern: concern)
     }
 
     /// Removes a key everywhere; does nothing when it does not exist.
+    ///
+    /// - Throws: as ``put(_:_:expiresAt:concern:)``.
     @discardableResult
-    public func remove(_ key: String) async throws -> ReplicationReport {
+    public func remove(_ key: String, concern: WriteConcern? = nil) async throws -> ReplicationReport {
         do {
-            return try await replicator.commit(key, MapEntry.Delta(stamp: .zero, value: nil, expiresAt: nil), mustCreate: false)
+            return try await replicator.commit(key, MapEntry.Delta(stamp: .zero, value: nil, expiresAt: nil), mustCreate: false, concern: concern)
         } catch let error as CohortError where error.code == .notFound {
             return ReplicationReport()
         }

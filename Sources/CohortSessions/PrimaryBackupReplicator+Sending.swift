@@ -8,18 +8,49 @@ extension PrimaryBackupReplicator {
 
     /// Sends the messages of a local change concurrently and waits for them (in synchronous
     /// mode, until every receiver applied them).
-    func sendNow(_ actions: [Action]) async throws -> ReplicationReport {
+    ///
+    /// A backup that failed to apply the change (``BackupUpdate``) and is still a member gets a
+    /// full copy instead (``BackupStore``), which also repairs any change it missed before; a
+    /// backup that fails that too is reported (and replaced by the state). The report lists the
+    /// data sends only (copies and changes), which is what a write concern judges.
+    func sendNow(_ actions: [Action], options: SendOptions? = nil) async throws -> ReplicationReport {
         let started = wall.clock.now
+        let options = options ?? settings.sendOptions
         let outcomes = try await withThrowingTaskGroup(of: (Action, SendReport?, Int).self) { group in
             for action in actions {
-                group.addTask { try await self.transmit(action, options: self.settings.sendOptions) }
+                group.addTask { try await self.transmit(action, options: options) }
             }
             var merged = SendReport()
             var bytes = 0
+            var retries: [(key: String, members: [MemberID])] = []
             for try await (action, report, size) in group {
                 guard let report else { continue }
-                merged.outcomes.append(contentsOf: report.outcomes)
                 bytes += size * report.succeeded.count
+                switch action {
+                case .update(let key, _, _):
+                    let current = Set(channel.view.members.map(\.id))
+                    // A refusal as a conflict (the member holds a newer copy) is not repaired
+                    // by sending this node's copy: it stays a failure.
+                    let failed = report.failures.filter { current.contains($0.member) && !$0.outcome.isConflict }.map(\.member)
+                    merged.outcomes.append(contentsOf: report.outcomes.filter { !failed.contains($0.member) })
+                    if !failed.isEmpty { retries.append((key, failed)) }
+                case .store:
+                    merged.outcomes.append(contentsOf: report.outcomes)
+                    if !report.allSucceeded { failed(action, report: report) }
+                default:
+                    if !report.allSucceeded { failed(action, report: report) }
+                }
+            }
+            for retry in retries {
+                guard let entry = state.copies[retry.key], let location = state.locations[retry.key] else {
+                    merged.outcomes.append(contentsOf: retry.members.map { ($0, MemberOutcome.remoteFailure("the key is gone here")) })
+                    continue
+                }
+                let action = Action.store(key: retry.key, entry: entry, location: location, to: retry.members)
+                let (_, report, size) = try await transmit(action, options: options)
+                guard let report else { continue }
+                bytes += size * report.succeeded.count
+                merged.outcomes.append(contentsOf: report.outcomes)
                 if !report.allSucceeded { failed(action, report: report) }
             }
             return (merged, bytes)

@@ -101,6 +101,25 @@ actor PrimaryBackupReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
 
     nonisolated func shutdown() { jobInput.finish() }
 
+    /// Before a graceful stop: moves ownership and copies of every key this node holds to other
+    /// members (see ``PrimaryBackupState/onHandOff(now:)``) and waits until they applied them.
+    ///
+    /// - Returns: the keys whose new holders did not all confirm (0: everything is elsewhere).
+    func handOff() async -> Int {
+        reconcileView()
+        let actions = perform(state.onHandOff(now: wall.now))
+        guard !actions.isEmpty else { return 0 }
+        var options = settings.controlOptions
+        options.guarantee = .processed
+        do {
+            let report = try await sendNow(actions, options: options)
+            return Set(report.failures.map(\.member)).isEmpty ? 0 : report.failures.count
+        } catch {
+            logger.warning("store \(settings.name): hand-off failed: \(error)")
+            return actions.count
+        }
+    }
+
     func waitUntilReady() async throws {
         if state.isReady { return }
         if finished { throw CohortError(.notRunning, "store '\(settings.name)' is not running") }
@@ -111,11 +130,17 @@ actor PrimaryBackupReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
 
     /// The entry of a key: the local copy, or one fetched from a holder. With `take`, this
     /// node becomes the owner (the entry follows the requests).
-    func read(_ key: String, take: Bool) async -> Entry? {
+    ///
+    /// - Throws: ``CohortError/Code/timeout`` when the key has holders but none answered within
+    ///   the fetch timeout (each holder is tried in turn), ``CohortError/Code/codecFailure`` when
+    ///   the copy does not decode, ``CohortError/Code/noQuorum`` when the split-brain policy
+    ///   refuses reads here. Nil means the key does not exist (or every holder left).
+    func read(_ key: String, take: Bool) async throws -> Entry? {
+        try settings.splitBrain.checkRead(channel, store: settings.name)
         reconcileView()
         let now = wall.now
         if let copy = state.live(key, now: now), !take || state.locations[key]?.owner == local { return copy }
-        return await fetch(key, take: take)
+        return try await fetch(key, take: take)
     }
 
     /// Every live copy this node owns.
@@ -130,22 +155,36 @@ actor PrimaryBackupReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
     /// Where a key lives, as this node knows it.
     func location(of key: String) -> Location? { state.locations[key] }
 
-    private func fetch(_ key: String, take: Bool) async -> Entry? {
+    /// Fetches a key from its holders, one after another, each within ``ReplicatorSettings/fetchTimeout``.
+    private func fetch(_ key: String, take: Bool) async throws -> Entry? {
         var tried = Set<MemberID>()
-        for _ in 0..<3 {
+        var problems: [String] = []
+        for _ in 0..<(Location.maxBackups + 2) {
             guard let location = state.locations[key] else { return nil }
             let holders = location.holders.filter { $0 != local && state.isAlive($0) }
-            guard let target = holders.first(where: { !tried.contains($0) }) ?? holders.first else {
-                return state.live(key, now: wall.now)
+            guard let target = holders.first(where: { !tried.contains($0) }) else {
+                if let copy = state.live(key, now: wall.now) { return copy }
+                guard !problems.isEmpty else { return nil }
+                throw CohortError(
+                    .timeout,
+                    "no holder of '\(key)' in store '\(settings.name)' answered (\(problems.joined(separator: "; "))); the entry is not known to be lost — retry shortly"
+                )
             }
             tried.insert(target)
+            let name = channel.view.member(target)?.name ?? "\(target)"
             let request = nextFetch
             nextFetch += 1
             fetches[request] = .sent(target: target)
+            let timer = Task { [wall, timeout = settings.fetchTimeout] in
+                do { try await wall.clock.sleep(for: timeout) } catch { return }
+                self.fetchTimedOut(request)
+            }
+            defer { timer.cancel() }
             let message = FetchRequest(store: settings.name, request: request, key: key, takeOwnership: take)
             let report = try? await channel.send(message, to: .member(target), options: settings.controlOptions)
             guard report?.allSucceeded == true else {
                 fetches[request] = nil
+                problems.append("\(name): \(report.map { "\($0)" } ?? "channel stopped")")
                 continue
             }
             let reply: FetchReply? = await withCheckedContinuation { continuation in
@@ -159,7 +198,10 @@ actor PrimaryBackupReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
                     continuation.resume(returning: nil)
                 }
             }
-            guard let reply else { continue }
+            guard let reply else {
+                problems.append("\(name): no answer within \(settings.fetchTimeout)")
+                continue
+            }
             var entry: Entry?
             if let body = reply.body {
                 do {
@@ -167,7 +209,7 @@ actor PrimaryBackupReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
                 } catch {
                     observer.failure(.codec, 1, error)
                     input.decodeFailed("FetchReply", from: channel.view.member(target) ?? channel.localMember, error)
-                    return nil
+                    throw error
                 }
             }
             queue(perform(state.onFetchReply(key, entry: entry, location: reply.location, now: wall.now)))
@@ -177,11 +219,30 @@ actor PrimaryBackupReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
         return nil
     }
 
+    /// A fetch's deadline passed: the fetch moves on to the next holder.
+    private func fetchTimedOut(_ request: UInt64) {
+        switch fetches[request] {
+        case .waiting(_, let continuation):
+            fetches[request] = nil
+            continuation.resume(returning: nil)
+        case .sent:
+            fetches[request] = .replied(nil)
+        default:
+            break
+        }
+    }
+
     // MARK: - changes
 
     /// Applies a local change (taking ownership first when another node owns the key) and
     /// sends it to the backups, and new locations to everyone.
-    func commit(_ key: String, _ delta: Entry.Delta, mustCreate: Bool) async throws -> ReplicationReport {
+    ///
+    /// The write concern judges the backups' copies: `all` needs every backup of the key,
+    /// `majority` a majority of its holders, a count that many backups. A backup that failed to
+    /// apply the change gets a full copy before the concern is judged (see ``sendNow(_:options:)``).
+    func commit(_ key: String, _ delta: Entry.Delta, mustCreate: Bool, base: Stamp? = nil, concern: WriteConcern? = nil) async throws -> ReplicationReport {
+        try settings.splitBrain.checkWrite(channel, store: settings.name)
+        let concern = concern ?? settings.writeConcern
         for _ in 0..<3 {
             reconcileView()
             var delta = delta
@@ -189,9 +250,25 @@ actor PrimaryBackupReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
             let now = wall.now
             switch state.onLocalCommit(key, delta, mustCreate: mustCreate, now: now) {
             case .success(let actions):
-                return try await sendNow(perform(actions))
+                let report = try await sendNow(perform(actions), options: settings.sendOptions(concern))
+                let view = channel.view
+                if let failures = concern.unmet(report.send, current: Set(view.members.map(\.id))) {
+                    if failures.contains(where: { $0.outcome.isConflict }) {
+                        // A holder has a newer copy (this node was away while the key was
+                        // promoted and written elsewhere): this node's copy and placement are
+                        // refreshed from the holders before the caller retries.
+                        _ = try? await fetch(key, take: false)
+                    }
+                    let error = CohortError.concernNotMet(
+                        concern, key: key, store: settings.name, report: report.send, failures: failures,
+                        names: { id in view.member(id)?.name ?? "\(id)" }
+                    )
+                    observer.failure(.concern, 1, error)
+                    throw error
+                }
+                return report
             case .failure(.notOwner):
-                _ = await fetch(key, take: true)
+                _ = try await fetch(key, take: true)
             case .failure(.notFound):
                 throw CohortError(.notFound, "'\(key)' does not exist in store '\(settings.name)' (never created, removed, expired, or lost)")
             case .failure(.exists):
@@ -210,7 +287,7 @@ actor PrimaryBackupReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
             await apply { $0.onStore(store.key, entry: entry, location: store.location, now: $1) }
         case let update as BackupUpdate:
             let delta = try decode(Entry.Delta.self, update.body, "a change of '\(update.key)' from \(sender.name)", type: "BackupUpdate", from: sender)
-            await apply { $0.onUpdate(update.key, delta: delta, now: $1) }
+            try await applyUpdate(update.key, delta, from: sender)
         case let update as LocationUpdate:
             await apply { $0.onLocate(update.locations, now: $1) }
         case let removal as LocationRemoval:
@@ -240,6 +317,20 @@ actor PrimaryBackupReplicator<Entry: ReplicatedEntry>: ReplicaEndpoint {
 
     private func apply(_ change: (inout PrimaryBackupState<Entry>, WallMillis) -> [Action]) {
         queue(perform(change(&state, wall.now)))
+    }
+
+    /// Applies a change from the key's owner, unless it was made from a copy that is behind this
+    /// one (an owner that was frozen or cut off while the key was promoted elsewhere and written
+    /// there): refused as a conflict, so that its caller gets an error instead of an
+    /// acknowledgement of a write that the newer copy does not hold.
+    private func applyUpdate(_ key: String, _ delta: Entry.Delta, from sender: Member) throws {
+        if let newer = state.staleChange(key, delta) {
+            throw CohortError(
+                .partialFailure,
+                "conflict: '\(key)' in store '\(settings.name)' on \(channel.configuration.name) holds \(newer), newer than the change \(sender.name) made (\(delta.stamp)); \(sender.name) must fetch the key first"
+            )
+        }
+        queue(perform(state.onUpdate(key, delta: delta, now: wall.now)))
     }
 
     /// Applies a locations batch this node asked for; throws (so the sender sees a failure) for

@@ -188,4 +188,38 @@ extension PrimaryBackupState {
         if !incapable.isEmpty { actions.append(contentsOf: refill(now: now)) }
         return actions
     }
+
+    // MARK: - hand-off
+
+    /// This node is about to leave: every key it holds gets its copies elsewhere first. A key it
+    /// owns gets a new owner (its first live backup, else the best-ranked member) and the
+    /// backups it needs; a key it backs is replaced by another backup. The new holders receive
+    /// full copies (``Action/store(key:entry:location:to:)``) under a new location stamp, and
+    /// everyone the new location, so when the node leaves it owns and backs nothing: whether
+    /// the others see a leave or a crash, nothing needs promoting.
+    mutating func onHandOff(now: WallMillis) -> [Action] {
+        guard !members.isEmpty else { return [] }
+        var actions: [Action] = []
+        var moved: [String: Location] = [:]
+        for (key, location) in locations where location.holders.contains(local) {
+            guard let entry = copies[key] else { continue }
+            let remaining = location.holders.filter { $0 != local && isAlive($0) }
+            let owner = location.owner != local && isAlive(location.owner)
+                ? location.owner
+                : remaining.first ?? Rendezvous.rank(key, among: memberIDs).first
+            guard let owner else { continue }
+            var backups = remaining.filter { $0 != owner && !incapable.contains($0) }
+            let candidates = memberIDs.filter { $0 != owner && !backups.contains($0) && !incapable.contains($0) }
+            for candidate in Rendezvous.rank(key, among: candidates) where backups.count < settings.backups {
+                backups.append(candidate)
+            }
+            if backups.count > settings.backups { backups = Array(backups.prefix(settings.backups)) }
+            let next = Location(owner: owner, backups: backups, stamp: nextLocationStamp(for: key))
+            setLocation(key, next)
+            moved[key] = next
+            actions.append(.store(key: key, entry: entry, location: next, to: next.holders))
+        }
+        if !moved.isEmpty { actions.append(.locate(moved, to: memberIDs)) }
+        return actions
+    }
 }

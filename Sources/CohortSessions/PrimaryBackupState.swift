@@ -202,18 +202,30 @@ struct PrimaryBackupState<Entry: ReplicatedEntry>: Sendable {
     mutating func onStore(_ key: String, entry: Entry, location: Location, now: WallMillis) -> [Action] {
         var actions: [Action] = []
         if let tombstone = tombstones[key], location.stamp <= tombstone.stamp { return actions }
-        if let current = locations[key], current.stamp > location.stamp { return actions }
+        if let current = locations[key], current.stamp > location.stamp {
+            // An older placement: the location stays, but the data is judged by entry version,
+            // not by where it was: a copy this node holds merges the sender's changes (field
+            // by field, by stamp), so writes made on either side of a split are both kept.
+            if var copy = copies[key], copy.merge(entry) {
+                copies[key] = copy
+                actions.append(.event(.updated(key: key, entry: copy, change: nil, origin: .replicated)))
+            }
+            return actions
+        }
         setLocation(key, location)
         tombstones[key] = nil
         guard location.holders.contains(local) else {
             copies[key] = nil
             return actions
         }
-        let existed = copies[key] != nil
-        copies[key] = entry
-        actions.append(.event(existed
-            ? .updated(key: key, entry: entry, change: nil, origin: .replicated)
-            : .created(key: key, entry: entry, origin: .replicated)))
+        if var copy = copies[key] {
+            // Merged rather than replaced: a copy of an older version cannot roll this one back.
+            if copy.merge(entry) { copies[key] = copy }
+            actions.append(.event(.updated(key: key, entry: copy, change: nil, origin: .replicated)))
+        } else {
+            copies[key] = entry
+            actions.append(.event(.created(key: key, entry: entry, origin: .replicated)))
+        }
         return actions
     }
 
@@ -313,7 +325,21 @@ struct PrimaryBackupState<Entry: ReplicatedEntry>: Sendable {
             if location.owner == local, settings.backups > location.backups.count {
                 actions.append(contentsOf: refill(now: now, keys: [key]))
             }
+        } else if !location.holders.contains(local) {
+            // A placement that no longer lists this node (it was away while the key moved): a
+            // copy it kept is behind and must not be served.
+            copies[key] = nil
         }
         return actions
+    }
+
+    /// Whether a change from the key's owner was made from a copy that is behind this node's: this
+    /// node's copy holds a change as new or newer (by stamp counter) from another writer. Returns
+    /// this node's newest stamp; nil when the change may be applied.
+    func staleChange(_ key: String, _ delta: Entry.Delta) -> Stamp? {
+        guard let copy = copies[key] else { return nil }
+        let held = copy.latestStamp
+        guard held.counter >= delta.stamp.counter, held.origin != delta.stamp.origin, held != delta.stamp else { return nil }
+        return held
     }
 }

@@ -41,6 +41,45 @@ protocol ReplicatedEntry: Codable, Sendable {
     mutating func apply(_ delta: Delta) -> ApplyOutcome<Delta>
     /// Merges another copy; returns whether anything changed.
     mutating func merge(_ other: Self) -> Bool
+    /// A digest of every field's stamp, the same on every node for copies that merged the same
+    /// changes (anti-entropy compares it; see ``Fingerprint``).
+    var fingerprint: UInt64 { get }
+    /// The fields that this copy and `other` both wrote from the same version: the same stamp
+    /// counter from two different writers. Stamps cannot tell which of two such writes came
+    /// later; the higher origin wins (on every node alike), and anti-entropy counts each as a
+    /// conflict.
+    func conflicts(with other: Self) -> [String]
+}
+
+/// A 64-bit FNV-1a hash that is the same in every process (unlike `Hasher`), for fingerprints.
+struct Fingerprint {
+    private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
+
+    mutating func add(_ number: UInt64) {
+        var n = number
+        for _ in 0..<8 {
+            value = (value ^ (n & 0xff)) &* 0x0000_0100_0000_01b3
+            n >>= 8
+        }
+    }
+
+    mutating func add(_ text: String) {
+        for byte in text.utf8 { value = (value ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
+        add(UInt64(text.utf8.count))
+    }
+
+    mutating func add(_ stamp: Stamp) {
+        add(stamp.counter)
+        add(stamp.origin)
+    }
+
+    /// The fingerprint of one named stamp, to be combined order-independently (by addition).
+    static func of(_ name: String, _ stamp: Stamp) -> UInt64 {
+        var print = Fingerprint()
+        print.add(name)
+        print.add(stamp)
+        return print.value
+    }
 }
 
 /// Where a change came from, for listeners.
@@ -75,6 +114,9 @@ enum ReplicaEvent<Entry: ReplicatedEntry>: Sendable {
     case removed(key: String, entry: Entry?, reason: RemovalReason, origin: ChangeOrigin)
     /// An entry moved to a new key.
     case renamed(from: String, to: String, entry: Entry, origin: ChangeOrigin)
+    /// Anti-entropy merged a copy whose `fields` were written from the same version as this
+    /// node's own (see ``ReplicatedEntry/conflicts(with:)``); `entry` is the merged result.
+    case conflict(key: String, fields: [String], entry: Entry)
 }
 
 /// The memory of a deleted key, so that late changes cannot bring it back.

@@ -64,8 +64,10 @@ public final class ReplicatedMap<Value: Codable & Sendable>: Service, Sendable {
 
     /// The value of a key, or nil (also when it expired).
     ///
-    /// - Throws: ``CohortError/Code/codecFailure`` when the stored bytes are not a `Value`.
+    /// - Throws: ``CohortError/Code/codecFailure`` when the stored bytes are not a `Value`,
+    ///   ``CohortError/Code/noQuorum`` when the split-brain policy refuses reads here.
     public func get(_ key: String) async throws -> Value? {
+        try replicator.settings.splitBrain.checkRead(replicator.channel, store: replicator.settings.name)
         guard let entry = await replicator.entry(key) else { return nil }
         return try codec.decodeValue(Value.self, from: entry.value, what: "map '\(name)' key '\(key)'")
     }
@@ -76,20 +78,27 @@ public final class ReplicatedMap<Value: Codable & Sendable>: Service, Sendable {
     ///   - key: the key.
     ///   - value: the value.
     ///   - expiresAt: when the key expires, or nil for never.
+    ///   - concern: the write concern of this write; nil uses the map's
+    ///     (``ReplicatedMapConfiguration/writeConcern``).
     /// - Returns: what the members reported.
-    /// - Throws: ``CohortError/Code/codecFailure`` when the value does not encode, or the
+    /// - Throws: ``CohortError/Code/partialFailure`` when the write concern is not met (naming
+    ///   the members that failed and why; in synchronous mode the value is then not applied on
+    ///   this node), ``CohortError/Code/noQuorum`` when the split-brain policy refuses writes
+    ///   here, ``CohortError/Code/codecFailure`` when the value does not encode, or the
     ///   channel's error when it is not running.
     @discardableResult
-    public func put(_ key: String, _ value: Value, expiresAt: Date? = nil) async throws -> ReplicationReport {
+    public func put(_ key: String, _ value: Value, expiresAt: Date? = nil, concern: WriteConcern? = nil) async throws -> ReplicationReport {
         let bytes = try codec.encodeValue(value, what: "map '\(name)' key '\(key)'")
-        return try await replicator.commit(key, MapEntry.Delta(stamp: .zero, value: bytes, expiresAt: expiresAt?.wallMillis))
+        return try await replicator.commit(key, MapEntry.Delta(stamp: .zero, value: bytes, expiresAt: expiresAt?.wallMillis), concern: concern)
     }
 
     /// Removes a key everywhere; does nothing when it does not exist.
+    ///
+    /// - Throws: as ``put(_:_:expiresAt:concern:)``.
     @discardableResult
-    public func remove(_ key: String) async throws -> ReplicationReport {
+    public func remove(_ key: String, concern: WriteConcern? = nil) async throws -> ReplicationReport {
         do {
-            return try await replicator.commit(key, MapEntry.Delta(stamp: .zero, value: nil, expiresAt: nil))
+            return try await replicator.commit(key, MapEntry.Delta(stamp: .zero, value: nil, expiresAt: nil), concern: concern)
         } catch let error as CohortError where error.code == .notFound {
             return ReplicationReport()
         }

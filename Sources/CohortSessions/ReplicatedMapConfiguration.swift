@@ -26,6 +26,20 @@ public struct ReplicatedMapConfiguration: Sendable {
     public var tombstoneRetention: Duration = .seconds(600)
     /// How often expired keys are removed.
     public var expiryCheckInterval: Duration = .seconds(1)
+    /// How many copies a write needs before it returns, and how long it waits; nil: every
+    /// current member (see ``WriteConcern``). A write whose concern is not met throws.
+    public var writeConcern: WriteConcern?
+    /// What a node that sees fewer than a majority of ``clusterSize`` may do.
+    public var whenSplit: SplitBrainPolicy = .allowReadsAndWrites
+    /// The number of nodes the cluster is configured with, for ``whenSplit``; nil derives it
+    /// from the channel's `minimumMembers` (`2 × minimumMembers − 1` when above 1).
+    public var clusterSize: Int?
+    /// How long a read waits for a holder of a key held elsewhere (``PrimaryBackupMap``), per
+    /// holder tried.
+    public var fetchTimeout: Duration = .seconds(5)
+    /// How often a node compares its digest with one member (anti-entropy, ``ReplicatedMap``);
+    /// nil: only when a member returns.
+    public var antiEntropyInterval: Duration? = .seconds(30)
     /// The logger; nil logs under `cohort.maps`.
     public var logger: Logger?
 
@@ -45,6 +59,10 @@ public struct ReplicatedMapConfiguration: Sendable {
         settings.tombstoneRetention = tombstoneRetention
         settings.backups = max(0, backupCount)
         settings.takeOwnership = takeOwnershipOnRead
+        settings.concern = writeConcern
+        settings.splitBrain = SplitBrainGuard(policy: whenSplit, clusterSize: clusterSize)
+        settings.fetchTimeout = fetchTimeout
+        settings.antiEntropyInterval = antiEntropyInterval
         return settings
     }
 }
@@ -55,11 +73,14 @@ public enum MapEvent: Sendable, Equatable, CustomStringConvertible {
     case put(key: String, origin: ChangeOrigin)
     /// A key went away.
     case removed(key: String, reason: RemovalReason, origin: ChangeOrigin)
+    /// Anti-entropy found the key written on two nodes from the same version; the higher stamp
+    /// won on every node.
+    case conflict(key: String)
 
     /// The key.
     public var key: String {
         switch self {
-        case .put(let key, _), .removed(let key, _, _): return key
+        case .put(let key, _), .removed(let key, _, _), .conflict(let key): return key
         }
     }
 
@@ -67,6 +88,7 @@ public enum MapEvent: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .put(let key, let origin): return "put \(key) (\(origin))"
         case .removed(let key, let reason, let origin): return "removed \(key): \(reason) (\(origin))"
+        case .conflict(let key): return "conflict \(key)"
         }
     }
 
@@ -75,6 +97,7 @@ public enum MapEvent: Sendable, Equatable, CustomStringConvertible {
         case .created(let key, _, let origin), .updated(let key, _, _, let origin): return .put(key: key, origin: origin)
         case .removed(let key, _, let reason, let origin): return .removed(key: key, reason: reason, origin: origin)
         case .renamed: return nil
+        case .conflict(let key, _, _): return .conflict(key: key)
         }
     }
 }

@@ -18,6 +18,10 @@ struct ReplicaUpdate: ReplicaMessage {
     var key: String
     /// The encoded change.
     var body: ByteBuffer
+    /// The newest stamp of the writer's copy when it made the change (nil from a writer that
+    /// does not say): a member whose copy holds a newer change from another writer refuses the
+    /// change as a conflict, since the writer computed it from a copy that was behind.
+    var base: Stamp? = nil
 }
 
 /// The two messages sent once per change (``ReplicaUpdate``, ``BackupUpdate``) are encoded as one
@@ -38,8 +42,21 @@ enum FlatChange {
 }
 
 extension ReplicaUpdate {
-    init(from decoder: any Decoder) throws { (store, key, body) = try FlatChange.decode(from: decoder) }
-    func encode(to encoder: any Encoder) throws { try FlatChange.encode(store, key, body, to: encoder) }
+    init(from decoder: any Decoder) throws {
+        var container = try decoder.unkeyedContainer()
+        store = try container.decode(String.self)
+        key = try container.decode(String.self)
+        body = try container.decode(ByteBuffer.self)
+        base = container.isAtEnd ? nil : try container.decodeStamp()
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.unkeyedContainer()
+        try container.encode(store)
+        try container.encode(key)
+        try container.encode(body)
+        if let base { try container.encode(stamp: base) }
+    }
 }
 
 extension BackupUpdate {
@@ -193,6 +210,83 @@ struct FetchReply: ReplicaMessage {
 
 extension RemovalReason: Codable {}
 
+/// What a node holds of a key, for anti-entropy: the newest stamp and a fingerprint of every
+/// field's stamp (``ReplicatedEntry/fingerprint``), or the stamp of its deletion.
+struct DigestItem: Codable, Sendable, Equatable {
+    var stamp: Stamp
+    var fingerprint: UInt64
+    var deleted: Bool
+    enum CodingKeys: String, CodingKey { case stamp = "s", fingerprint = "f", deleted = "d" }
+}
+
+/// Anti-entropy: "this is what I hold" (part of it: one batch of keys). The receiver pulls the
+/// keys where the sender's copy differs from its own (``ReplicaKeysRequest``) and, unless this
+/// is itself a reply, answers with a digest of the keys where its own copy differs or the sender
+/// has none, so that the sender pulls those.
+struct ReplicaDigest: ReplicaMessage {
+    static let messageType = MessageType(103)
+    var store: String
+    /// The encoded `[String: DigestItem]`.
+    var body: ByteBuffer
+    /// An answer to a digest (not answered again).
+    var reply: Bool
+    /// The batch covers the keys after this one (nil: from the first key) …
+    var after: String?
+    /// … up to this one, included (nil: to the last key). Keys the receiver holds in that range
+    /// that the batch does not name are missing on the sender: a digest that is not a reply is
+    /// answered with them.
+    var through: String?
+    enum CodingKeys: String, CodingKey { case store = "s", body = "b", reply = "r", after = "a", through = "t" }
+}
+
+/// Anti-entropy: "send me your copies of these keys".
+struct ReplicaKeysRequest: ReplicaMessage {
+    static let messageType = MessageType(104)
+    var store: String
+    var request: UInt64
+    var keys: [String]
+    enum CodingKeys: String, CodingKey { case store = "s", request = "r", keys = "k" }
+
+    /// The most keys one request may name.
+    static let maxKeys = 10_000
+
+    init(store: String, request: UInt64, keys: [String]) {
+        self.store = store
+        self.request = request
+        self.keys = keys
+    }
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        store = try c.decode(String.self, forKey: .store)
+        request = try c.decode(UInt64.self, forKey: .request)
+        var list = try c.nestedUnkeyedContainer(forKey: .keys)
+        if let count = list.count, count > Self.maxKeys {
+            throw DecodingError.dataCorruptedError(forKey: .keys, in: c, debugDescription: "a keys request names \(count) keys, more than \(Self.maxKeys)")
+        }
+        var keys: [String] = []
+        while !list.isAtEnd {
+            guard keys.count < Self.maxKeys else {
+                throw DecodingError.dataCorruptedError(forKey: .keys, in: c, debugDescription: "a keys request names more than \(Self.maxKeys) keys")
+            }
+            keys.append(try list.decode(String.self))
+        }
+        self.keys = keys
+    }
+}
+
+/// The answer to a ``ReplicaKeysRequest``: the copies and deletions the sender holds of them.
+struct ReplicaKeysReply: ReplicaMessage {
+    static let messageType = MessageType(105)
+    var store: String
+    var request: UInt64
+    /// The encoded `[String: Entry]`.
+    var entries: ByteBuffer
+    /// Deleted keys with their deletion stamps.
+    var deleted: [String: Stamp]
+    enum CodingKeys: String, CodingKey { case store = "s", request = "r", entries = "e", deleted = "d" }
+}
+
 /// Every message type of the replicated stores, as the replication router registers them (the
 /// fuzz targets decode each of them; a test checks the list against the router).
 enum ReplicationMessages {
@@ -200,5 +294,6 @@ enum ReplicationMessages {
         ReplicaUpdate.self, ReplicaTransferRequest.self, ReplicaTransferBatch.self,
         BackupStore.self, BackupUpdate.self, LocationUpdate.self, LocationRemoval.self,
         LocationsRequest.self, LocationsBatch.self, FetchRequest.self, FetchReply.self,
+        ReplicaDigest.self, ReplicaKeysRequest.self, ReplicaKeysReply.self,
     ]
 }

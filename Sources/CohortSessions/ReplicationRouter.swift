@@ -53,6 +53,9 @@ final class ReplicationRouter: Sendable {
         try handle(LocationsBatch.self, on: channel)
         try handle(FetchRequest.self, on: channel)
         try handle(FetchReply.self, on: channel)
+        try handle(ReplicaDigest.self, on: channel)
+        try handle(ReplicaKeysRequest.self, on: channel)
+        try handle(ReplicaKeysReply.self, on: channel)
     }
 
     private func handle<M: ReplicaMessage>(_ type: M.Type, on channel: GroupChannel) throws {

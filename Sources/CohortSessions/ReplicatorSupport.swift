@@ -51,6 +51,23 @@ struct ReplicatorSettings: Sendable {
     var takeOwnership: Bool = false
     /// How long a fetch from another node may take.
     var fetchTimeout: Duration = .seconds(5)
+    /// How many copies a write needs before it returns; nil: every current member.
+    var concern: WriteConcern?
+    /// What a node in the minority of a split may do.
+    var splitBrain = SplitBrainGuard(policy: .allowReadsAndWrites, clusterSize: nil)
+    /// How often a node exchanges digests with one member (round-robin over the members); nil
+    /// turns periodic anti-entropy off (it still runs when a member returns).
+    var antiEntropyInterval: Duration? = .seconds(30)
+
+    /// The concern in force.
+    var writeConcern: WriteConcern { concern ?? .all }
+
+    /// Options of a change's send under a concern.
+    func sendOptions(_ concern: WriteConcern) -> SendOptions {
+        var options = sendOptions
+        if let timeout = concern.timeout { options.timeout = timeout }
+        return options
+    }
 
     var sendOptions: SendOptions {
         var options = mode == .synchronous ? SendOptions.processed : SendOptions.asynchronous
@@ -91,6 +108,11 @@ enum ReplicaFailure: String, Sendable {
     /// A message from another member was refused (a transfer batch or a fetch reply this node
     /// did not ask that member for).
     case refused
+    /// A write did not meet its write concern (the caller got an error).
+    case concern
+    /// Anti-entropy found the same field written on two nodes from the same version; the
+    /// deterministic rule picked one (see ``ReplicatedEntry/conflicts(with:)``).
+    case conflict
 }
 
 /// The jobs a replicator queued for its `run()` task and has not finished (transfers, copies,
@@ -121,7 +143,9 @@ extension AllCopiesState.Settings {
         self.init(
             settle: settings.settle.milliseconds,
             stallTimeout: settings.stallTimeout.milliseconds,
-            tombstoneRetention: settings.tombstoneRetention.milliseconds
+            tombstoneRetention: settings.tombstoneRetention.milliseconds,
+            antiEntropyInterval: settings.antiEntropyInterval?.milliseconds,
+            digestBatch: settings.batchSize
         )
     }
 }

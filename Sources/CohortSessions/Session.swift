@@ -34,6 +34,8 @@ public struct Session: Sendable {
     public private(set) var isInvalidated = false
 
     let originalID: String
+    /// The newest stamp of the copy this request read (the base of its change).
+    let baseStamp: Stamp
     let codec: any MessageCodec
     private(set) var attributes: [String: ByteBuffer]
     private(set) var changes: SessionDelta
@@ -45,6 +47,7 @@ public struct Session: Sendable {
     init(record: SessionRecord, codec: any MessageCodec, isNew: Bool = false) {
         self.id = record.id
         self.originalID = record.id
+        self.baseStamp = record.latestStamp
         self.creationTime = Date(wallMillis: record.creationTime)
         self.lastAccessedTime = Date(wallMillis: record.lastAccessedTime)
         self.version = record.version

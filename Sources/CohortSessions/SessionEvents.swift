@@ -12,11 +12,15 @@ public enum SessionEvent: Sendable, Equatable, CustomStringConvertible {
     case attributeChanged(id: String, name: String, removed: Bool, origin: ChangeOrigin)
     /// A session got a new id.
     case idChanged(from: String, to: String, origin: ChangeOrigin)
+    /// Anti-entropy found attributes of a session written on two nodes from the same version
+    /// (while they could not see each other): the higher stamp won on every node. `attributes`
+    /// names them (`@principal`, `@maxInactive`, `@absoluteExpiry` for those fields).
+    case conflict(id: String, attributes: [String])
 
     /// The session the event is about (the new id for ``idChanged(from:to:origin:)``).
     public var sessionID: String {
         switch self {
-        case .created(let id, _), .destroyed(let id, _, _), .attributeChanged(let id, _, _, _): return id
+        case .created(let id, _), .destroyed(let id, _, _), .attributeChanged(let id, _, _, _), .conflict(let id, _): return id
         case .idChanged(_, let to, _): return to
         }
     }
@@ -27,6 +31,8 @@ public enum SessionEvent: Sendable, Equatable, CustomStringConvertible {
         case .created(_, let origin), .destroyed(_, _, let origin), .attributeChanged(_, _, _, let origin),
             .idChanged(_, _, let origin):
             return origin
+        case .conflict:
+            return .replicated
         }
     }
 
@@ -37,6 +43,7 @@ public enum SessionEvent: Sendable, Equatable, CustomStringConvertible {
         case .attributeChanged(let id, let name, let removed, let origin):
             return "\(removed ? "removed" : "set") \(id).\(name) (\(origin))"
         case .idChanged(let from, let to, let origin): return "id \(from) -> \(to) (\(origin))"
+        case .conflict(let id, let attributes): return "conflict \(id): \(attributes.joined(separator: ", "))"
         }
     }
 }
@@ -126,6 +133,8 @@ extension SessionEvent {
             return [.destroyed(id: key, reason: reason, origin: origin)]
         case .renamed(let from, let to, _, let origin):
             return [.idChanged(from: from, to: to, origin: origin)]
+        case .conflict(let key, let fields, _):
+            return [.conflict(id: key, attributes: fields)]
         }
     }
 }

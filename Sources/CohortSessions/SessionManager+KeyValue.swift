@@ -17,7 +17,7 @@ extension SessionManager {
     /// - Throws: ``CohortError/Code/duplicate`` when the key exists (on this node's copy),
     ///   ``CohortError/Code/codecFailure`` when the value does not encode.
     public func create<Value: Encodable>(key: String, value: Value, expiresAt: Date? = nil) async throws {
-        _ = try await backend.commit(key, valueDelta(key, value, expiresAt: expiresAt, creating: true), mustCreate: true)
+        _ = try await backend.commit(key, valueDelta(key, value, expiresAt: expiresAt, creating: true), mustCreate: true, base: nil, concern: nil)
     }
 
     /// Stores a value under a key, creating it if needed.
@@ -28,7 +28,7 @@ extension SessionManager {
     ///   - expiresAt: the new deadline; nil keeps the existing one (none for a new key).
     /// - Throws: ``CohortError/Code/codecFailure`` when the value does not encode.
     public func set<Value: Encodable>(key: String, value: Value, expiresAt: Date? = nil) async throws {
-        _ = try await backend.commit(key, valueDelta(key, value, expiresAt: expiresAt, creating: true), mustCreate: false)
+        _ = try await backend.commit(key, valueDelta(key, value, expiresAt: expiresAt, creating: true), mustCreate: false, base: nil, concern: nil)
     }
 
     /// The value of a key, or nil when it does not exist (or expired).

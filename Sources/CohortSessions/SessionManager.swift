@@ -92,8 +92,22 @@ public class SessionManager: Service, @unchecked Sendable {
         try await backend.run()
     }
 
-    /// Stops ``run()``.
+    /// Stops ``run()``. Call ``handOff()`` first for a graceful stop.
     public func shutdown() { backend.shutdown() }
+
+    /// Before a graceful stop (after the node stopped taking requests): makes sure every session
+    /// this node owns or alone backs has its copies elsewhere. ``BackupSessionManager`` moves
+    /// ownership and data to other members and waits until they applied them;
+    /// ``DeltaSessionManager`` has nothing to move (every member holds every session) and waits
+    /// until its queued messages are sent. `ClusterNode` calls it on SIGTERM before leaving.
+    ///
+    /// - Returns: how many sessions could not be confirmed elsewhere (0 when all were).
+    @discardableResult
+    public func handOff() async -> Int {
+        let left = await backend.handOff()
+        if left > 0 { logger.warning("hand-off: \(left) session copies not confirmed by their new holders") }
+        return left
+    }
 
     /// Returns once the node holds the sessions it should: after the state transfer (delta
     /// manager) or once it knows where every session lives (backup manager).
@@ -148,14 +162,23 @@ public class SessionManager: Service, @unchecked Sendable {
     /// Stores what a request did to a session, as one delta, and replicates it (waiting for
     /// the other copies in synchronous mode).
     ///
-    /// - Returns: what the members reported; a member that failed to apply the change (a
-    ///   codec failure, for example) is listed in ``ReplicationReport/failures``.
-    /// - Throws: ``CohortError/Code/notFound`` when the session is gone (invalidated or
-    ///   expired meanwhile), ``CohortError/Code/duplicate`` when a new session's id is taken,
+    /// In synchronous mode the change is applied on this node only once the write concern is
+    /// met; a commit that throws left this node's copy as the request read it, so retrying the
+    /// request sets the same values again rather than applying the change twice.
+    ///
+    /// - Parameter concern: the write concern of this commit; nil uses the manager's
+    ///   (``SessionManagerConfiguration/writeConcern``, every current member by default).
+    /// - Returns: what the members reported.
+    /// - Throws: ``CohortError/Code/partialFailure`` when the write concern is not met (the
+    ///   message names the members that failed and why; a member whose copy is newer than the
+    ///   one the request read refuses the change as a conflict), ``CohortError/Code/noQuorum``
+    ///   when the split-brain policy refuses writes on this side of a split,
+    ///   ``CohortError/Code/notFound`` when the session is gone (invalidated or expired
+    ///   meanwhile), ``CohortError/Code/duplicate`` when a new session's id is taken,
     ///   ``CohortError/Code/codecFailure`` when an attribute set through the subscript did not
     ///   encode (nothing is stored), or the channel's error when the channel is not running.
     @discardableResult
-    public func commit(_ session: Session) async throws -> ReplicationReport {
+    public func commit(_ session: Session, concern: WriteConcern? = nil) async throws -> ReplicationReport {
         if let failure = session.encodingFailure { throw failure }
         var delta = session.changes
         delta.sessionID = session.originalID
@@ -171,12 +194,13 @@ public class SessionManager: Service, @unchecked Sendable {
             }
         }
         let mustCreate = session.isNew
+        let base = session.isNew ? nil : session.baseStamp
         return try await tracing.span("cohort.session.commit") { span in
             if span.isRecording {
                 span.attributes["cohort.session.new"] = mustCreate
                 span.attributes["cohort.session.invalidated"] = delta.invalidated
             }
-            let report = try await backend.commit(delta.sessionID, delta, mustCreate: mustCreate)
+            let report = try await backend.commit(session.originalID, delta, mustCreate: mustCreate, base: base, concern: concern)
             if span.isRecording {
                 span.attributes["cohort.session.replicas"] = report.replicas
                 span.attributes["cohort.session.failures"] = report.failures.count
@@ -216,7 +240,7 @@ public class SessionManager: Service, @unchecked Sendable {
         var delta = SessionDelta(sessionID: id)
         delta.invalidated = true
         do {
-            _ = try await backend.commit(id, delta, mustCreate: false)
+            _ = try await backend.commit(id, delta, mustCreate: false, base: nil, concern: nil)
         } catch let error as CohortError where error.code == .notFound {
             return
         }

@@ -48,6 +48,22 @@ public struct SessionManagerConfiguration: Sendable {
     public var idGenerator: @Sendable () -> String
     /// The manager's logger; nil logs under `cohort.sessions`.
     public var logger: Logger?
+    /// How many copies a commit needs before it returns, and how long it waits; nil: every
+    /// current member (see ``WriteConcern``). A commit whose concern is not met throws
+    /// (`ClusterSessionMiddleware` answers 503).
+    public var writeConcern: WriteConcern?
+    /// What a node that sees fewer than a majority of ``clusterSize`` may do.
+    public var whenSplit: SplitBrainPolicy
+    /// The number of nodes the cluster is configured with, for ``whenSplit``; nil derives it
+    /// from the channel's `minimumMembers` (`2 × minimumMembers − 1` when above 1).
+    public var clusterSize: Int?
+    /// How long a request waits for a holder of a session held elsewhere
+    /// (``BackupSessionManager``), per holder tried; when none answers the read throws
+    /// (`ClusterSessionMiddleware` answers 503) instead of starting a new session.
+    public var fetchTimeout: Duration
+    /// How often a node compares its digest with one member (anti-entropy,
+    /// ``DeltaSessionManager``); nil: only when a member returns.
+    public var antiEntropyInterval: Duration?
 
     /// Creates a configuration.
     ///
@@ -74,6 +90,11 @@ public struct SessionManagerConfiguration: Sendable {
         self.tracer = nil
         self.idGenerator = SessionID.random
         self.logger = nil
+        self.writeConcern = nil
+        self.whenSplit = .allowReadsAndWrites
+        self.clusterSize = nil
+        self.fetchTimeout = .seconds(5)
+        self.antiEntropyInterval = .seconds(30)
     }
 
     var replicatorSettings: ReplicatorSettings {
@@ -87,6 +108,10 @@ public struct SessionManagerConfiguration: Sendable {
         settings.tombstoneRetention = tombstoneRetention
         settings.backups = max(0, backupCount)
         settings.takeOwnership = takeOwnershipOnAccess
+        settings.concern = writeConcern
+        settings.splitBrain = SplitBrainGuard(policy: whenSplit, clusterSize: clusterSize)
+        settings.fetchTimeout = fetchTimeout
+        settings.antiEntropyInterval = antiEntropyInterval
         return settings
     }
 }

@@ -26,6 +26,11 @@ public struct SessionStatistics: Sendable, Equatable {
     /// Messages from other members refused: transfer batches or fetch replies this node did
     /// not ask that member for.
     public var refusedMessages = 0
+    /// Writes on this node whose write concern was not met (the caller got an error).
+    public var concernFailures = 0
+    /// Attributes written on two nodes from the same version, found by anti-entropy and
+    /// resolved by the deterministic rule (the higher stamp wins).
+    public var conflicts = 0
     /// Sessions received by state transfer when the node started.
     public var transferredSessions = 0
     /// How long the start-up state transfer took (nil until ready).
@@ -46,6 +51,8 @@ final class SessionMetrics: Sendable {
     let droppedChanges: Counter
     let lost: Counter
     let refused: Counter
+    let concernFailures: Counter
+    let conflicts: Counter
     private let counts = Mutex(SessionStatistics())
 
     init(manager: String, node: String, factory: (any MetricsFactory)?) {
@@ -62,6 +69,8 @@ final class SessionMetrics: Sendable {
         droppedChanges = Counter(label: "cohort.sessions.dropped_changes", dimensions: dimensions, factory: factory)
         lost = Counter(label: "cohort.sessions.lost", dimensions: dimensions, factory: factory)
         refused = Counter(label: "cohort.sessions.refused_messages", dimensions: dimensions, factory: factory)
+        concernFailures = Counter(label: "cohort.sessions.concern_failures", dimensions: dimensions, factory: factory)
+        conflicts = Counter(label: "cohort.sessions.conflicts", dimensions: dimensions, factory: factory)
     }
 
     var statistics: SessionStatistics { counts.withLock { $0 } }
@@ -131,6 +140,12 @@ final class SessionMetrics: Sendable {
         case .refused:
             counts.withLock { $0.refusedMessages += count }
             refused.increment(by: count)
+        case .concern:
+            counts.withLock { $0.concernFailures += count }
+            concernFailures.increment(by: count)
+        case .conflict:
+            counts.withLock { $0.conflicts += count }
+            conflicts.increment(by: count)
         }
     }
 }

@@ -111,4 +111,25 @@ struct SessionRecord: ReplicatedEntry, Equatable {
         latestStamp = max(latestStamp, other.latestStamp)
         return self != before
     }
+
+    var fingerprint: UInt64 {
+        var sum = Fingerprint.of("@latest", latestStamp)
+        sum = sum &+ Fingerprint.of("@maxInactive", maxInactive.stamp)
+        sum = sum &+ Fingerprint.of("@absoluteExpiry", absoluteExpiry.stamp)
+        sum = sum &+ Fingerprint.of("@principal", principal.stamp)
+        for (name, slot) in attributes { sum = sum &+ Fingerprint.of(name, slot.stamp) }
+        return sum
+    }
+
+    func conflicts(with other: SessionRecord) -> [String] {
+        func clash(_ a: Stamp, _ b: Stamp) -> Bool { a.counter == b.counter && a.counter > 0 && a.origin != b.origin }
+        var fields: [String] = []
+        if clash(maxInactive.stamp, other.maxInactive.stamp) { fields.append("@maxInactive") }
+        if clash(absoluteExpiry.stamp, other.absoluteExpiry.stamp) { fields.append("@absoluteExpiry") }
+        if clash(principal.stamp, other.principal.stamp) { fields.append("@principal") }
+        for (name, slot) in attributes {
+            if let theirs = other.attributes[name], clash(slot.stamp, theirs.stamp) { fields.append(name) }
+        }
+        return fields.sorted()
+    }
 }

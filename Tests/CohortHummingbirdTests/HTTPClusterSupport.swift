@@ -164,6 +164,7 @@ final class Browser: @unchecked Sendable {
         var status: Int
         var body: String
         var setCookie: String?
+        var retryAfter: String?
     }
 
     func get(_ port: Int, _ path: String) async throws -> Answer {
@@ -175,6 +176,6 @@ final class Browser: @unchecked Sendable {
         if let setCookie, let pair = setCookie.split(separator: ";").first {
             cookie = String(pair)
         }
-        return Answer(status: http.statusCode, body: String(decoding: data, as: UTF8.self), setCookie: setCookie)
+        return Answer(status: http.statusCode, body: String(decoding: data, as: UTF8.self), setCookie: setCookie, retryAfter: http.value(forHTTPHeaderField: "Retry-After"))
     }
 }

@@ -1,4 +1,5 @@
 import CohortHummingbird
+import CohortSessions
 import CohortTestKit
 import Foundation
 import NIOConcurrencyHelpers
@@ -35,7 +36,9 @@ struct MiddlewareTests {
         await cluster.stop()
     }
 
-    @Test func routeIsRewrittenAfterFailover() async throws {
+    /// The cookie's value stays the same while the node it names lives, so a balancer that
+    /// hashes the cookie keeps the user on one node; it is re-bound only once that node is gone.
+    @Test func routeIsRewrittenOnlyAfterTheBoundNodeIsGone() async throws {
         let cluster = try await HTTPCluster.start(count: 2)
         let browser = Browser()
         let first = try await browser.get(cluster[0].port, "/counter")
@@ -43,12 +46,40 @@ struct MiddlewareTests {
         #expect(cookie.contains(".node1"))
         // Same node again: no new cookie.
         #expect(try await browser.get(cluster[0].port, "/counter").setCookie == nil)
-        // The balancer sends us to node2 (node1 "failed"): the route is rewritten.
+        // The balancer sends us to node2 while node1 lives (a hash balancer): no new cookie.
+        let elsewhere = try await browser.get(cluster[1].port, "/counter")
+        #expect(elsewhere.body == "3")
+        #expect(elsewhere.setCookie == nil)
+        // node1 fails: the route is rewritten on node2.
+        cluster.kill(0)
+        try await cluster[1].node.channel.waitForMembers(0)
         let moved = try await browser.get(cluster[1].port, "/counter")
-        #expect(moved.body == "3")
+        #expect(moved.body == "4")
         let rewritten = try #require(moved.setCookie)
         #expect(rewritten.contains(".node2"))
         #expect(sessionID(rewritten) == sessionID(cookie))
+        await cluster.stop()
+    }
+
+    /// A change whose write concern is not met (node2's session store is down while node2 is
+    /// still a member) is a 503 with Retry-After, not a 200; once node2 is back the retry
+    /// succeeds and the count went up by one, not two.
+    @Test func anUnreplicatedChangeIsA503WithRetryAfter() async throws {
+        let cluster = try await HTTPCluster.start(count: 2)
+        let browser = Browser()
+        #expect(try await browser.get(cluster[0].port, "/counter").body == "1")
+        // node2's store stops (its event stream ends once it is unregistered); node2 stays a member.
+        let stopped = cluster[1].node.sessions.events()
+        cluster[1].node.sessions.shutdown()
+        try await withDeadline(.seconds(60), "node2's session store to stop") { for await _ in stopped {} }
+        let failed = try await browser.get(cluster[0].port, "/counter")
+        #expect(failed.status == 503)
+        #expect(failed.retryAfter == "1")
+        #expect(failed.body.contains("node2"))
+        // Without node2 in the cluster any more, the retry is acknowledged and counts once.
+        cluster.kill(1)
+        try await cluster[0].node.channel.waitForMembers(0)
+        #expect(try await browser.get(cluster[0].port, "/counter").body == "2")
         await cluster.stop()
     }
 

@@ -1,3 +1,4 @@
+import CohortCore
 import CohortHummingbird
 import CohortSessions
 import CohortTestKit
@@ -17,6 +18,11 @@ struct PersistDriverTests {
     /// Two nodes with a delta manager each, on one manual clock (its wall time starts on a whole
     /// second, so TTLs come out exact); the body gets one driver per node and the clock.
     func withDrivers(_ body: ([ClusterPersistDriver], ManualClock) async throws -> Void) async throws {
+        try await withDriversAndTasks { drivers, clock, _ in try await body(drivers, clock) }
+    }
+
+    /// As ``withDrivers(_:)``; the body also gets the managers' `run()` tasks.
+    func withDriversAndTasks(_ body: ([ClusterPersistDriver], ManualClock, [Task<Void, any Error>]) async throws -> Void) async throws {
         let network = InMemoryNetwork()
         let clock = ManualClock(wallTime: .seconds(1_800_000_000))
         let cluster = try await TestCluster.start(nodes: 2, transport: .inMemory(network))
@@ -34,7 +40,7 @@ struct PersistDriverTests {
             try await withDeadline(.seconds(60), "the managers to be ready") { try await manager.waitUntilReady() }
         }
         do {
-            try await body(managers.map(ClusterPersistDriver.init(manager:)), clock)
+            try await body(managers.map(ClusterPersistDriver.init(manager:)), clock, tasks)
         } catch {
             for manager in managers { manager.shutdown() }
             await cluster.stop()
@@ -136,6 +142,29 @@ struct PersistDriverTests {
             #expect(value == nil)
             let withTTL = try await drivers[0].getWithTTL(key: "nope", as: String.self)
             #expect(withTTL == nil)
+        }
+    }
+
+    /// `set` and `create` whose write concern is not met (node2's store is down while node2 is
+    /// still a member) throw, naming node2, instead of returning as if the value were
+    /// replicated; node1's copy keeps the value it had (synchronous mode applies a change only
+    /// once its concern is met).
+    @Test func writesWhoseConcernIsNotMetThrow() async throws {
+        try await withDriversAndTasks { drivers, _, tasks in
+            try await drivers[0].set(key: "k", value: "first", expires: nil)
+            drivers[1].manager.shutdown()
+            _ = try? await tasks[1].value
+            let failed = await #expect(throws: ClusterPersistError.self) {
+                try await drivers[0].set(key: "k", value: "second", expires: nil)
+            }
+            #expect(failed?.underlying.code == .partialFailure)
+            #expect(failed?.underlying.message.contains("node2") == true)
+            #expect(try await drivers[0].get(key: "k", as: String.self) == "first")
+            let created = await #expect(throws: ClusterPersistError.self) {
+                try await drivers[0].create(key: "new", value: "v", expires: nil)
+            }
+            #expect(created?.underlying.code == .partialFailure)
+            #expect(try await drivers[0].get(key: "new", as: String.self) == nil)
         }
     }
 }

@@ -152,13 +152,21 @@ func testMember(_ n: UInt64) -> Member {
         _ = state.onStart(members: [old], now: 0)
         _ = state.onTransferBatch(from: old.id, request: 1, entries: [:], last: true, sourceReady: true, now: 1)
         #expect(state.isReady)
-        // The source is covered; members met later are pulled from, once each.
+        // A member that leaves is no longer covered: whatever it wrote while away (a freeze, a
+        // partition) is pulled when it returns, and it gets this node's digest to pull from.
         #expect(requests(state.onMemberRemoved(old.id, now: 2)).isEmpty)
-        #expect(requests(state.onMemberAdded(old, now: 2)).isEmpty)
+        #expect(!state.covered.contains(old.id))
+        let back = state.onMemberAdded(old, now: 2)
+        #expect(requests(back).map(\.0) == [old.id])
+        #expect(digests(back).map(\.0) == [old.id])
         let pulls = requests(state.onMemberAdded(older, now: 2))
         #expect(pulls.map(\.0) == [older.id])
         #expect(requests(state.onMemberRemoved(older.id, now: 3)).isEmpty)
         #expect(requests(state.onMemberAdded(older, now: 3)).map(\.0) == [older.id])
+    }
+
+    func digests(_ actions: [State.Action]) -> [(MemberID, [String: DigestItem], Bool)] {
+        actions.compactMap { if case .sendDigest(let m, let items, let reply) = $0 { return (m, items, reply) } else { return nil } }
     }
 
     /// The race behind a joiner that missed a change: `young` changed `k` while it did not know

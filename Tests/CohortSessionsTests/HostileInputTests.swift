@@ -51,6 +51,17 @@ struct Flat: Encodable {
 
     // MARK: - counts
 
+    /// An anti-entropy pull naming more keys than one request may is refused while decoding,
+    /// before the keys are collected (a peer cannot make a node serve an unbounded reply).
+    @Test(arguments: [0, 1]) func keysRequestNamingTooManyKeysIsRefused(codec: Int) throws {
+        let keys = (0...ReplicaKeysRequest.maxKeys).map { "k\($0)" }
+        let forged = ReplicaKeysRequest(store: "sessions/app", request: 1, keys: keys)
+        try expectCodecFailure(ReplicaKeysRequest.self, forged, Self.codecs[codec], mentioning: "more than \(ReplicaKeysRequest.maxKeys)")
+        let fine = ReplicaKeysRequest(store: "sessions/app", request: 2, keys: Array(keys.prefix(3)))
+        let decoded = try Self.codecs[codec].decodeValue(ReplicaKeysRequest.self, from: Self.codecs[codec].encode(fine), what: "keys request")
+        #expect(decoded.keys == ["k0", "k1", "k2"])
+    }
+
     /// The crash of issue 15: a delta announcing 2^50 attributes made `Dictionary(minimumCapacity:)`
     /// ask for 90 PB. Now the count is checked against the values that follow.
     @Test(arguments: [0, 1]) func deltaAnnouncingTwoToTheFiftyAttributesIsRefused(codec: Int) throws {
@@ -256,6 +267,6 @@ struct Flat: Encodable {
     @Test func replicationMessageListIsComplete() throws {
         let ids = ReplicationMessages.all.map { $0.messageType.rawValue }
         #expect(Set(ids).count == ids.count)
-        #expect(Set(ids) == [100, 101, 102, 110, 111, 112, 113, 114, 115, 116, 117])
+        #expect(Set(ids) == [100, 101, 102, 103, 104, 105, 110, 111, 112, 113, 114, 115, 116, 117])
     }
 }

@@ -163,4 +163,32 @@ import Testing
         #expect(removals.first?.count == 5)
         #expect(owner.ownedCount == 0)
     }
+
+    /// A backup that holds changes made after the key was promoted elsewhere refuses a change
+    /// from an owner that did not see them (it was frozen): same or older stamp counter from
+    /// another writer. The owner's own next change, a duplicate, and a fetch reply placing the
+    /// key elsewhere are handled as before; a node the new placement leaves out drops its copy.
+    @Test func aChangeFromAStaleOwnerIsRefusedAndTheStaleCopyDropped() throws {
+        var backup = state(b, members: [a, c])
+        let location = Location(owner: a.id, backups: [b.id], stamp: Stamp(counter: 1, origin: 1))
+        _ = backup.onStore("k", entry: MapEntry(value: ByteBuffer(string: "v1"), stamp: Stamp(counter: 1, origin: 1), expiresAt: nil), location: location, now: 0)
+        // Written by c after a promotion this node saw: stamp counter 5, origin 3.
+        _ = backup.onUpdate("k", delta: MapEntry.Delta(stamp: Stamp(counter: 5, origin: 3), value: ByteBuffer(string: "v5"), expiresAt: nil), now: 1)
+        // The old owner resumes and writes from its copy at version 1: counter 2, origin 1.
+        #expect(backup.staleChange("k", MapEntry.Delta(stamp: Stamp(counter: 2, origin: 1), value: ByteBuffer(string: "stale"), expiresAt: nil)) == Stamp(counter: 5, origin: 3))
+        #expect(backup.staleChange("k", MapEntry.Delta(stamp: Stamp(counter: 5, origin: 1), value: ByteBuffer(string: "tie"), expiresAt: nil)) == Stamp(counter: 5, origin: 3))
+        // A change newer than everything held, or the held change again, is not refused.
+        #expect(backup.staleChange("k", MapEntry.Delta(stamp: Stamp(counter: 6, origin: 1), value: ByteBuffer(string: "new"), expiresAt: nil)) == nil)
+        #expect(backup.staleChange("k", MapEntry.Delta(stamp: Stamp(counter: 5, origin: 3), value: ByteBuffer(string: "v5"), expiresAt: nil)) == nil)
+        #expect(backup.staleChange("missing", put("x")) == nil)
+
+        // The stale owner learns the newer placement (c owns, a backs up... b is out): it drops
+        // its copy instead of serving it.
+        var stale = state(b, members: [a, c])
+        _ = stale.onStore("k", entry: MapEntry(value: ByteBuffer(string: "v1"), stamp: Stamp(counter: 1, origin: 1), expiresAt: nil), location: location, now: 0)
+        #expect(stale.live("k", now: 2) != nil)
+        _ = stale.onFetchReply("k", entry: nil, location: Location(owner: c.id, backups: [a.id], stamp: Stamp(counter: 4, origin: 3)), now: 2)
+        #expect(stale.live("k", now: 2) == nil)
+        #expect(stale.locations["k"]?.owner == c.id)
+    }
 }

@@ -18,7 +18,7 @@ final class ChaosStopFlag: @unchecked Sendable {
     func stop() { lock.withLock { stopped = true } }
 }
 
-/// One user: increments the counter in its session (`GET /counter`) again and again over one
+/// One user: increments the counter in its session (`POST /counter`) again and again over one
 /// keep-alive connection (per host), keeping the session cookie as a browser would, and records
 /// every request. Requests are never retried by the client.
 struct ChaosClient: Sendable {
@@ -36,6 +36,8 @@ struct ChaosClient: Sendable {
     let timeout: Double
     /// Seconds between a client's requests.
     let pause: Double
+    /// The increment's method: `POST` (default) or `GET`.
+    var method = "POST"
     /// A node that failed at the transport level is skipped for this long (direct mode).
     let avoidFailedNode: Double = 1
 
@@ -57,7 +59,7 @@ struct ChaosClient: Sendable {
             turn = index + 1
             let target = targets[index]
             let start = clock.now()
-            let answer = await http.get(target.baseURL + "/counter", cookie: cookie, timeout: timeout)
+            let answer = await http.request(method, target.baseURL + "/counter", cookie: cookie, timeout: timeout)
             var record = ChaosHistory.Request(client: id, sequence: sequence, start: start, end: clock.now(), target: target.name)
             sequence += 1
             record.status = answer.status

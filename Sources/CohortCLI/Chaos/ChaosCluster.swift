@@ -8,12 +8,15 @@ final class ChaosCluster: @unchecked Sendable {
     let executable: String
     let mode: ChaosScenario.Mode
     let manager: String
+    /// More `cohort serve` options for every node.
+    let extraArguments: [String]
     let directory: String
     let control: ChaosHTTP
     private let lock = NSLock()
     private var processes: [String: ChaosProcess] = [:]
 
-    init(topology: ChaosTopology, executable: String, mode: ChaosScenario.Mode, manager: String, directory: String) {
+    init(topology: ChaosTopology, executable: String, mode: ChaosScenario.Mode, manager: String, extraArguments: [String] = [], directory: String) {
+        self.extraArguments = extraArguments
         self.topology = topology
         self.executable = executable
         self.mode = mode
@@ -32,7 +35,7 @@ final class ChaosCluster: @unchecked Sendable {
         let arguments = [
             "serve", "--name", node.name, "--http-host", node.httpHost, "--http-port", String(node.httpPort),
             "--listen", node.clusterAddress, "--members", others, "--mode", mode.rawValue, "--manager", manager,
-        ]
+        ] + extraArguments
         let (program, argv) = topology.launcher(for: node, executable: executable, arguments: arguments)
         let process = try ChaosProcess(label: node.name, executable: program, arguments: argv, logPath: "\(directory)/\(node.name).log")
         lock.withLock { processes[node.name] = process }

@@ -33,8 +33,13 @@ final class ChaosHTTP: Sendable {
     }
 
     func get(_ url: String, cookie: String? = nil, timeout: Double) async -> Result {
+        await request("GET", url, cookie: cookie, timeout: timeout)
+    }
+
+    /// A request with `method` (GET or POST, with an empty body).
+    func request(_ method: String, _ url: String, cookie: String? = nil, timeout: Double) async -> Result {
         var request = HTTPClientRequest(url: url)
-        request.method = .GET
+        request.method = method == "POST" ? .POST : .GET
         if let cookie { request.headers.add(name: "Cookie", value: "\(cookieName)=\(cookie)") }
         do {
             let response = try await client.execute(request, timeout: .milliseconds(Int64(timeout * 1000)))

@@ -23,7 +23,7 @@ struct ChaosRunner: Sendable {
             return history
         }
         let cluster = ChaosCluster(topology: topology, executable: executable, mode: scenario.mode,
-                                   manager: settings.manager, directory: directory)
+                                   manager: settings.manager, extraArguments: settings.serveArguments, directory: directory)
         var balancer: ChaosBalancer?
         do {
             try await cluster.startAll(readyWithin: settings.readyTimeout)
@@ -62,7 +62,8 @@ struct ChaosRunner: Sendable {
         let outcomes = await withTaskGroup(of: (Int, [ChaosHistory.Request], String?).self) { group in
             for client in 0..<settings.clients {
                 let worker = ChaosClient(id: client, targets: targets, http: connections[client],
-                                         timeout: settings.requestTimeout, pause: settings.pause)
+                                         timeout: settings.requestTimeout, pause: settings.pause,
+                                         method: settings.incrementMethod)
                 group.addTask {
                     let (requests, cookie) = await worker.run(clock: clock, stop: stop)
                     return (client, requests, cookie)

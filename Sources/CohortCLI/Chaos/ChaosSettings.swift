@@ -29,5 +29,11 @@ struct ChaosSettings: Sendable {
     var convergencePolling = 30.0
     /// nginx's `proxy_next_upstream`: true keeps its default (a failed request is sent to the next node).
     var nginxRetry = true
+    /// The clients' increment request: `POST /counter` (default) or `GET /counter`. nginx sends
+    /// a GET whose node failed to the next node (it takes GET as idempotent), a POST it already
+    /// sent it does not: with GET, increments applied twice under a kill are nginx's retries.
+    var incrementMethod = "POST"
+    /// More `cohort serve` options for every node (for example `--when-split deny-writes`).
+    var serveArguments: [String] = []
     var checker = ChaosChecker()
 }

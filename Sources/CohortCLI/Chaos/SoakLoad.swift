@@ -101,7 +101,7 @@ final class SoakLoad: @unchecked Sendable {
             if wait > 0 { try? await Task.sleep(for: .milliseconds(Int(wait * 1000))) }
             let target = targets[(id + sequence) % targets.count]
             let start = clock.now()
-            let answer = await http.get(target.baseURL + "/counter", cookie: cookie, timeout: 10)
+            let answer = await http.request("POST", target.baseURL + "/counter", cookie: cookie, timeout: 10)
             let end = clock.now()
             var record = ChaosHistory.Request(client: id, sequence: sequence, start: start, end: end, status: answer.status, target: target.name)
             sequence += 1

@@ -88,6 +88,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        // The Compression interceptor (deflate/gzip over zlib).
+        .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
     ],
     targets: [
         .target(
@@ -104,7 +106,8 @@ let package = Package(
         ),
         .target(
             name: "Cohort",
-            dependencies: ["CohortCore", "CohortPluginSDK", nioCore, nioConcurrencyHelpers, logging, metrics, serviceLifecycle]
+            dependencies: ["CohortCore", "CohortPluginSDK", "CCohortPluginABI", nioCore, nioConcurrencyHelpers, logging, metrics, serviceLifecycle,
+                           .product(name: "CompressNIO", package: "compress-nio")]
                 + builtInPlugins.map { Target.Dependency(stringLiteral: $0.name) },
             swiftSettings: swiftSettings
         ),
@@ -197,6 +200,8 @@ let package = Package(
                 nioCore, nioPosix, nioConcurrencyHelpers, logging, deque,
                 // EmbeddedChannel / NIOAsyncTestingChannel: the TCP transport's handlers without sockets.
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                // The Throughput interceptor's metrics, recorded by a test factory.
+                metrics, .product(name: "MetricsTestKit", package: "swift-metrics"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,6 +1,7 @@
 import CohortCore
 import Logging
 import Metrics
+import NIOCore
 import Synchronization
 
 /// Counts what goes through the channel (Tribes' ThroughputInterceptor), as swift-metrics:

@@ -17,9 +17,9 @@ struct CompressionTests {
     }
 
     @Test func aBombAnnouncingMoreThanTheCapIsRefusedWithoutDecompressing() throws {
-        // 64 MiB of zeros compress to about 64 KiB.
+        // 64 MiB of zeros compress to under 300 KiB at level 1.
         let envelope = try Compression.compress(zeros(64 * 1024 * 1024), settings: .init())
-        #expect(envelope.readableBytes < 200 * 1024)
+        #expect(envelope.readableBytes < 1024 * 1024, "64 MiB of zeros compress more than 64 : 1")
         let error = try #require(throws: CohortError.self) { try Compression.decompress(envelope, maxSize: 1024 * 1024) }
         #expect(error.code == .decompressionRefused)
         #expect(error.message.contains("maxDecompressedSize"))

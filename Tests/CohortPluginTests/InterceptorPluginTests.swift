@@ -111,7 +111,7 @@ struct InterceptorPluginTests {
             channels.append(channel)
         }
         for channel in channels { try await channel.waitForMembers(1, timeout: .seconds(60)) }
-        let report = try await channels[0].send(TextMessage("through a loaded stage"), options: .processed)
+        let report = try await channels[0].send(TextMessage("through a loaded stage"), options: SendOptions(guarantee: .processed, timeout: .seconds(300)))
         #expect(report.allSucceeded, "\(report)")
         #expect(received.withLockedValue { $0 } == ["through a loaded stage"])
         for channel in channels { channel.shutdown() }

@@ -130,7 +130,7 @@ struct DispatchPolicyTests {
         let gate = Gate()
         let pair = try await start(policy: .sendSynchronously, limit: 2, clock: ManualClock(), gate: gate)
         let held = try await fill(pair, limit: 2)
-        let report = try await pair.sender.send(Ping(n: 99), options: .asynchronous)
+        let report = try await pair.sender.send(Ping(n: 99), options: SendOptions(guarantee: .asynchronous, timeout: .seconds(300)))
         // Receipt, not just queued: the sender waited for the receiver.
         #expect(report.outcomes.first?.outcome == .delivered, "\(report)")
         gate.open()

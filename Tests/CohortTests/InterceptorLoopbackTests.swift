@@ -9,6 +9,14 @@ import Testing
 @Suite("Interceptors over loopback TCP", .timeLimit(.minutes(3)))
 struct InterceptorLoopbackTests {
     static let base = ["dispatch", "failureDetector", "domainFilter"]
+    /// Generous: the tests assert what happened, not how fast (the machine may be loaded).
+    static let patience = Duration.seconds(300)
+
+    static func options(_ guarantee: DeliveryGuarantee, ordered: Bool = false) -> SendOptions {
+        var options = SendOptions(guarantee: guarantee, timeout: patience)
+        options.ordered = ordered
+        return options
+    }
 
     /// `names` inserted into the default stack at their place.
     static func stack(_ names: [String]) -> [String] {
@@ -33,8 +41,7 @@ struct InterceptorLoopbackTests {
         try await TestCluster.with(nodes: 2, transport: .tcp, configure: { _, c in c.interceptors = Self.stack(["order"]) }, prepare: { i, node in
             if i == 1 { try node.onMessage(Ping.self) { ping, _ in seen.withLockedValue { $0.append(ping.n) } } }
         }) { cluster in
-            var options = SendOptions.asynchronous
-            options.ordered = true
+            var options = Self.options(.asynchronous, ordered: true)
             for n in 1...300 {
                 options.guarantee = n % 10 == 0 ? .processed : .asynchronous
                 let report = try await cluster[0].send(Ping(n: n), options: options)
@@ -58,7 +65,7 @@ struct InterceptorLoopbackTests {
             if i == 1 { try node.onMessage(BigBlob.self) { blob, _ in received.withLockedValue { $0 = blob.bytes } } }
         }) { cluster in
             let bytes = Self.noise(5 * 1024 * 1024 + 17)
-            for options in [SendOptions.processed, .receipt, .asynchronous] {
+            for options in [Self.options(.processed), Self.options(.receipt), Self.options(.asynchronous)] {
                 received.withLockedValue { $0 = nil }
                 let report = try await cluster[0].send(BigBlob(bytes: bytes), options: options)
                 #expect(report.allSucceeded, "\(options.guarantee): \(report)")
@@ -78,7 +85,7 @@ struct InterceptorLoopbackTests {
         }, prepare: { i, node in
             if i == 1 { try node.onMessage(BigBlob.self) { _, _ in throw CohortError(.internal, "handler refuses") } }
         }) { cluster in
-            let report = try await cluster[0].send(BigBlob(bytes: Self.noise(300 * 1024)), options: .processed)
+            let report = try await cluster[0].send(BigBlob(bytes: Self.noise(300 * 1024)), options: Self.options(.processed))
             guard case .remoteFailure(let why)? = report.outcomes.first?.outcome else {
                 Issue.record("expected the handler's failure for the whole message, got \(report)")
                 return
@@ -92,7 +99,7 @@ struct InterceptorLoopbackTests {
             c.interceptors = i == 0 ? Self.stack(["fragmentation"]) : Self.base
             c.fragmentation.fragmentSize = 64 * 1024
         }, prepare: { _, node in try node.register(BigBlob.self) }) { cluster in
-            let report = try await cluster[0].send(BigBlob(bytes: Self.noise(200 * 1024)), options: .processed)
+            let report = try await cluster[0].send(BigBlob(bytes: Self.noise(200 * 1024)), options: Self.options(.processed))
             guard case .rejected(let why)? = report.outcomes.first?.outcome else {
                 Issue.record("expected a rejection, got \(report)")
                 return
@@ -111,7 +118,7 @@ struct InterceptorLoopbackTests {
             try node.onMessage(BigBlob.self) { blob, _ in received.withLockedValue { $0[i] = blob.bytes } }
         }) { cluster in
             let bytes = [UInt8](repeating: 7, count: 512 * 1024)
-            let report = try await cluster[0].send(BigBlob(bytes: bytes), options: .processed)
+            let report = try await cluster[0].send(BigBlob(bytes: bytes), options: Self.options(.processed))
             #expect(report.allSucceeded, "\(report)")
             #expect(received.withLockedValue { $0[1] } == bytes)
             #expect(received.withLockedValue { $0[2] } == bytes)
@@ -129,7 +136,7 @@ struct InterceptorLoopbackTests {
             try node.onMessage(BigBlob.self) { _, _ in handled.withLockedValue { $0 += 1 } }
         }) { cluster in
             // 12 MiB of zeros: a 12 KiB frame that would become 12 MiB.
-            let report = try await cluster[0].send(BigBlob(bytes: [UInt8](repeating: 0, count: 12 * 1024 * 1024)), options: .processed)
+            let report = try await cluster[0].send(BigBlob(bytes: [UInt8](repeating: 0, count: 12 * 1024 * 1024)), options: Self.options(.processed))
             guard case .rejected(let why)? = report.outcomes.first?.outcome else {
                 Issue.record("expected a rejection, got \(report)")
                 return
@@ -138,7 +145,7 @@ struct InterceptorLoopbackTests {
             #expect(why.contains("maxDecompressedSize"))
             #expect(handled.withLockedValue { $0 } == 0)
             // The connection stays usable.
-            #expect(try await cluster[0].send(BigBlob(bytes: [1, 2, 3]), options: .processed).allSucceeded)
+            #expect(try await cluster[0].send(BigBlob(bytes: [1, 2, 3]), options: Self.options(.processed)).allSucceeded)
         }
     }
 
@@ -153,16 +160,14 @@ struct InterceptorLoopbackTests {
             try node.onMessage(Ping.self) { ping, _ in seen.withLockedValue { $0[i, default: []].append(ping.n) } }
             try node.onMessage(BigBlob.self) { blob, _ in blobs.withLockedValue { $0[i, default: []].append(blob.bytes.count) } }
         }) { cluster in
-            var ordered = SendOptions.asynchronous
-            ordered.ordered = true
+            let ordered = Self.options(.asynchronous, ordered: true)
             for n in 1...100 {
                 _ = try await cluster[0].send(Ping(n: n, note: String(repeating: "x", count: n * 20)), options: ordered)
             }
-            var bigOrdered = SendOptions.processed
-            bigOrdered.ordered = true
+            let bigOrdered = Self.options(.processed, ordered: true)
             let noise = Self.noise(3 * 1024 * 1024)
             #expect(try await cluster[0].send(BigBlob(bytes: noise), options: bigOrdered).allSucceeded)
-            #expect(try await cluster[0].send(BigBlob(bytes: [UInt8](repeating: 1, count: 4 * 1024 * 1024)), options: .processed).allSucceeded)
+            #expect(try await cluster[0].send(BigBlob(bytes: [UInt8](repeating: 1, count: 4 * 1024 * 1024)), options: Self.options(.processed)).allSucceeded)
             #expect(try await cluster[0].send(Ping(n: 101), options: ordered).allSucceeded)
             #expect(await eventually { seen.withLockedValue { $0[1]?.count == 101 && $0[2]?.count == 101 } })
             #expect(seen.withLockedValue { $0[1] } == Array(1...101))

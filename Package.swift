@@ -111,6 +111,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         // Only with the `Vapor` trait (see `vapor` above).
         .package(url: "https://github.com/vapor/vapor.git", from: "4.122.3"),
+        // The Compression interceptor (deflate/gzip over zlib).
+        .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
     ],
     targets: [
         .target(
@@ -127,7 +129,8 @@ let package = Package(
         ),
         .target(
             name: "Cohort",
-            dependencies: ["CohortCore", "CohortPluginSDK", nioCore, nioConcurrencyHelpers, logging, metrics, serviceLifecycle, tracing]
+            dependencies: ["CohortCore", "CohortPluginSDK", "CCohortPluginABI", nioCore, nioConcurrencyHelpers, logging, metrics, serviceLifecycle, tracing,
+                           .product(name: "CompressNIO", package: "compress-nio")]
                 + builtInPlugins.map { Target.Dependency(stringLiteral: $0.name) },
             swiftSettings: swiftSettings
         ),
@@ -242,6 +245,8 @@ let package = Package(
                 nioCore, nioPosix, nioConcurrencyHelpers, logging, deque, metrics, tracing, metricsTestKit, inMemoryTracing,
                 // EmbeddedChannel / NIOAsyncTestingChannel: the TCP transport's handlers without sockets.
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                // The Throughput interceptor's metrics, recorded by a test factory.
+                metrics, .product(name: "MetricsTestKit", package: "swift-metrics"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -59,6 +59,8 @@ let package = Package(
         benchmarkTarget("FanOut", extra: [.product(name: "CohortTestKit", package: "cohort")]),
         benchmarkTarget("Loopback"),
         benchmarkTarget("PluginBoundary"),
+        // The cost per message of each interceptor stage at 1 KiB and 64 KiB (issue 16).
+        benchmarkTarget("Interceptors"),
         // The raw-channel bench shaped like the Tribes anchor harness: processes on loopback,
         // driven by `Benchmarks/compare` or run alone (`swift run -c release ChannelBench`).
         .executableTarget(

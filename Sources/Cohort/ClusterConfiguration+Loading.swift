@@ -11,6 +11,8 @@ extension ClusterConfiguration {
         "heartbeatIntervalMs", "missingAfterMs", "retryIntervalMs", "handshakeTimeoutMs",
         "probeTimeoutMs", "reprobeIntervalMs", "confirmations", "suspectTimeoutMs",
         "queueLimit", "queuePolicy", "interceptors", "sendTimeoutMs", "minimumMembers",
+        "fragmentSize", "maxMessageSize", "fragmentExpireMs", "compressionAlgorithm", "compressionMinSize",
+        "compressionLevel", "maxDecompressedSize", "orderGapTimeoutMs", "orderMaxHeld", "interceptorSettings",
     ]
 
     /// The environment variable for a key.
@@ -142,6 +144,25 @@ extension ClusterConfiguration {
         case "interceptors": interceptors = try list()
         case "sendTimeoutMs": sendTimeout = try millis()
         case "minimumMembers": minimumMembers = try int()
+        case "fragmentSize": fragmentation.fragmentSize = try int()
+        case "maxMessageSize": fragmentation.assembly.maxMessageSize = try int()
+        case "fragmentExpireMs": fragmentation.assembly.expireAfter = try millis()
+        case "compressionAlgorithm":
+            guard let algorithm = Compression.Algorithm(rawValue: try string()) else {
+                throw bad("one of \(Compression.Algorithm.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            compression.algorithm = algorithm
+        case "compressionMinSize": compression.minSize = try int()
+        case "compressionLevel": compression.level = try int()
+        case "maxDecompressedSize": compression.maxDecompressedSize = try int()
+        case "orderGapTimeoutMs": order.gapTimeout = try millis()
+        case "orderMaxHeld": order.maxHeldPerSender = try int()
+        case "interceptorSettings":
+            guard let object = value as? [String: Any] else { throw bad("an object of objects: interceptor name → settings") }
+            for (name, settings) in object {
+                guard let dict = settings as? [String: Any] else { throw bad("an object of objects: interceptor name → settings") }
+                interceptorSettings[name] = dict.mapValues { "\($0)" }
+            }
         default:
             let close = Self.keys.filter { $0.lowercased().hasPrefix(String(key.lowercased().prefix(3))) }
             let hint = close.isEmpty ? "" : " (did you mean \(close.joined(separator: " or "))?)"

@@ -31,9 +31,20 @@ public struct ClusterConfiguration: Sendable, Equatable {
     public var failureDetector: FailureDetectorState.Settings
     /// Asynchronous send queues.
     public var dispatch: MessageDispatch.Settings
-    /// Interceptor order, top (nearest the application) first. Known: `dispatch`,
-    /// `failureDetector`, `domainFilter`.
+    /// Interceptor order, top (nearest the application) first: built-in names (`throughput`,
+    /// `dispatch`, `compression`, `order`, `fragmentation`, `failureDetector`, `domainFilter`) and
+    /// ids of interceptor plugins. An unknown name or an order that cannot work is refused when
+    /// the channel starts; see ``InterceptorStack`` for the rules.
     public var interceptors: [String]
+    /// Fragment size and reassembly bounds of the `fragmentation` stage.
+    public var fragmentation: Fragmentation.Settings = .init()
+    /// Algorithm, minimum size and decompression cap of the `compression` stage. The cap also
+    /// applies on a node without the stage (every node reads compressed messages).
+    public var compression: Compression.Settings = .init()
+    /// Gap timeout and bound of held messages of the `order` stage.
+    public var order: OrderSettings = .init()
+    /// Settings handed to interceptor plugins, by the name used in ``interceptors``.
+    public var interceptorSettings: [String: [String: String]] = [:]
     /// Default timeout of acknowledged sends.
     public var sendTimeout: Duration
     /// The fewest members, this node included, the node must see to be in quorum
@@ -102,9 +113,22 @@ public struct ClusterConfiguration: Sendable, Equatable {
         if failureDetector.confirmations < 1 { throw bad("confirmations", "must be at least 1") }
         if dispatch.queueLimit < 1 { throw bad("queueLimit", "must be at least 1") }
         if minimumMembers < 1 { throw bad("minimumMembers", "must be at least 1 (the node itself), got \(minimumMembers)") }
-        let known = ["dispatch", "failureDetector", "domainFilter"]
-        for stage in interceptors where !known.contains(stage) {
-            throw bad("interceptors", "unknown interceptor '\(stage)' (known: \(known.joined(separator: ", ")))")
+        // Names that are not built in may be interceptor plugins of the libraries listed in
+        // `plugins`; the channel checks them against its registry when it starts.
+        let pluginNames: ((String) -> Bool)? = plugins.isEmpty ? { _ in false } : nil
+        try InterceptorStack.validate(interceptors, plugins: pluginNames)
+        if interceptors.contains("fragmentation") {
+            let room = wire.maxFrameSize - WireFormat.headerSize - 16 - FragmentHeader.size
+            if fragmentation.fragmentSize < 1 || fragmentation.fragmentSize > room {
+                throw bad("fragmentSize", "must be between 1 and \(room) bytes (maxFrameSize \(wire.maxFrameSize) less the frame and fragment headers), got \(fragmentation.fragmentSize)")
+            }
+            if fragmentation.maxMessageSize < fragmentation.fragmentSize {
+                throw bad("maxMessageSize", "must be at least fragmentSize (\(fragmentation.fragmentSize)), got \(fragmentation.maxMessageSize)")
+            }
         }
+        if compression.maxDecompressedSize < 1 { throw bad("maxDecompressedSize", "must be positive") }
+        if !(1...9).contains(compression.level) { throw bad("compressionLevel", "must be between 1 (fastest) and 9 (smallest), got \(compression.level)") }
+        if order.gapTimeout <= .zero { throw bad("orderGapTimeoutMs", "must be positive") }
+        if order.maxHeldPerSender < 1 { throw bad("orderMaxHeld", "must be at least 1") }
     }
 }

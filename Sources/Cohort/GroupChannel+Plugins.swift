@@ -34,6 +34,7 @@ extension GroupChannel {
         }
         let discoverySettings = PluginSettings(values: configuration.discoverySettings, transport: configuration.wire, logger: log)
         let discovery = try registry.factory(configuration.discovery, kind: .discovery).makeDiscovery(settings: discoverySettings)
-        self.init(configuration: configuration, transport: transport, codec: codec, codecs: receivable, discovery: discovery, logger: log)
+        self.init(configuration: configuration, transport: transport, codec: codec, codecs: receivable, discovery: discovery, logger: log, registry: registry)
+        if let configurationError { throw configurationError }
     }
 }

@@ -49,6 +49,7 @@ public final class GroupChannel: Service, Sendable {
     private let membersGauge: Gauge
     /// Where the spans of acknowledged sends go; nil: the process's (`InstrumentationSystem.tracer`).
     let tracer: (any Tracer)?
+    private let decompressionRefused = Counter(label: "cohort.compression.refused")
     let quorumTracker: QuorumTracker
 
     /// What a transport callback can reach, built before the listener opens.
@@ -88,6 +89,13 @@ public final class GroupChannel: Service, Sendable {
     ///     nil: the process's (`MetricsSystem.factory`).
     ///   - tracer: where the spans of acknowledged sends go (`cohort.send`); nil: the process's
     ///     (`InstrumentationSystem.tracer`, a no-op tracer unless the app bootstraps one).
+    ///   - registry: where interceptor plugins named in ``ClusterConfiguration/interceptors``
+    ///     are looked up (nil: built-in names only).
+    ///
+    /// A configured interceptor list that names an unknown stage or puts stages in an order that
+    /// cannot work (see ``InterceptorStack``) makes ``run()`` fail at once with
+    /// ``CohortError/Code/badConfiguration``, naming the valid names and the right order
+    /// (``configurationError`` holds it before that).
     public init(
         configuration: ClusterConfiguration,
         transport: any Transport,
@@ -98,7 +106,8 @@ public final class GroupChannel: Service, Sendable {
         logger: Logger? = nil,
         interceptors: [any Interceptor] = [],
         metricsFactory: (any MetricsFactory)? = nil,
-        tracer: (any Tracer)? = nil
+        tracer: (any Tracer)? = nil,
+        registry: PluginRegistry? = nil
     ) {
         self.configuration = configuration
         let factory = metricsFactory ?? MetricsSystem.factory
@@ -130,22 +139,39 @@ public final class GroupChannel: Service, Sendable {
         let accounting = DispatchAccounting(logger: logger, node: configuration.name, metricsFactory: factory)
         self.accounting = accounting
         var stages: [any Interceptor] = interceptors
-        for name in configuration.interceptors {
-            switch name {
-            case "domainFilter":
-                stages.append(DomainFilter(domain: configuration.domain, logger: logger))
-            case "failureDetector":
-                stages.append(TcpFailureDetector(settings: configuration.failureDetector, clock: clock, metricsFactory: metricsFactory))
-            case "dispatch":
-                stages.append(MessageDispatch(settings: configuration.dispatch, accounting: accounting))
-            default:
-                break
-            }
+        var failure: CohortError?
+        let queueDepth: (@Sendable (MemberID) -> Int?)? = (transport as? any QueueDepthReporting).map { reporter in
+            { @Sendable id in reporter.queueDepth(of: id) }
         }
+        do {
+            stages += try InterceptorStack.make(configuration.interceptors, environment: .init(
+                configuration: configuration,
+                local: local.id,
+                clock: clock,
+                logger: logger,
+                accounting: accounting,
+                registry: registry,
+                queueDepth: queueDepth,
+                metricsFactory: metricsFactory
+            ))
+        } catch let error as CohortError {
+            failure = error
+        } catch {
+            failure = CohortError(.badConfiguration, "configuration key 'interceptors': \(error)", cause: error)
+        }
+        self.configurationError = failure
         self.stagesOverride = stages
+        self.fragmentation = stages.lazy.compactMap { $0 as? Fragmentation }.first
     }
 
     private let stagesOverride: [any Interceptor]
+    /// The fragmentation stage, when configured: the size check of a send is then its
+    /// ``Fragmentation/Settings/maxMessageSize`` instead of the frame cap.
+    private let fragmentation: Fragmentation?
+
+    /// Why the configured interceptor list cannot work (an unknown name, a wrong order), or nil.
+    /// ``run()`` throws it before it starts anything.
+    public let configurationError: CohortError?
 
     /// The local member (its port is the bound one once running).
     public var localMember: Member { state.withLockedValue { $0.view.local } }
@@ -254,9 +280,16 @@ public final class GroupChannel: Service, Sendable {
         } catch {
             throw CohortError(.codecFailure, "cannot encode \(M.self) with the \(codec.name) codec: \(error)", cause: error)
         }
-        let limit = configuration.wire.maxFrameSize - WireFormat.headerSize - 16
-        guard payload.readableBytes <= limit else {
-            throw CohortError(.frameTooLarge, "\(M.self) encodes to \(payload.readableBytes) bytes, above the frame cap of \(configuration.wire.maxFrameSize) bytes; split the message or raise maxFrameSize on every member")
+        if let fragmentation {
+            // Fragmentation splits the message; the frame cap then applies to each fragment.
+            guard payload.readableBytes <= fragmentation.settings.maxMessageSize else {
+                throw CohortError(.frameTooLarge, "\(M.self) encodes to \(payload.readableBytes) bytes, above fragmentation's maxMessageSize of \(fragmentation.settings.maxMessageSize) bytes; raise maxMessageSize (COHORT_MAX_MESSAGE_SIZE) on every member if such messages are intended")
+            }
+        } else {
+            let limit = configuration.wire.maxFrameSize - WireFormat.headerSize - 16
+            guard payload.readableBytes <= limit else {
+                throw CohortError(.frameTooLarge, "\(M.self) encodes to \(payload.readableBytes) bytes, above the frame cap of \(configuration.wire.maxFrameSize) bytes; add 'fragmentation' to the interceptors, split the message, or raise maxFrameSize on every member")
+            }
         }
         var options = options ?? SendOptions(guarantee: .processed, timeout: configuration.sendTimeout)
         if options.timeout <= .zero { options.timeout = configuration.sendTimeout }
@@ -350,9 +383,10 @@ public final class GroupChannel: Service, Sendable {
         let message: any ClusterMessage
         do {
             let codec = try codecs.codec(inbound.codec)
-            var payload = inbound.payload
+            var payload = try unwrap(inbound)
             message = try registry.decode(inbound.type, codec: codec, from: &payload)
         } catch {
+            if let error = error as? CohortError, error.code == .decompressionRefused { decompressionRefused.increment() }
             logger.warning("rejected message \(inbound.type) from \(inbound.sender.name): \(error)")
             return (nil, [], .rejected("\(error)"))
         }
@@ -360,6 +394,25 @@ public final class GroupChannel: Service, Sendable {
             return (nil, [], .rejected("no handler for message type \(inbound.type) on \(configuration.name)"))
         }
         return (message, list, nil)
+    }
+
+    /// The payload of a message that no stage unwrapped: a node without the `order` stage skips
+    /// the order header, one without `compression` decompresses (every node reads compressed
+    /// messages, within ``Compression/Settings/maxDecompressedSize``); a fragment needs the
+    /// `fragmentation` stage.
+    private func unwrap(_ inbound: InboundMessage) throws -> ByteBuffer {
+        var payload = inbound.payload
+        guard inbound.flags & MessageFlags.transformations != 0 else { return payload }
+        if inbound.flags & MessageFlags.fragment != 0 {
+            throw CohortError(.incompleteMessage, "\(inbound.sender.name) sent a fragment of a large message, and \(configuration.name) does not reassemble them; add 'fragmentation' to the interceptors of every member")
+        }
+        if inbound.flags & MessageFlags.sequenced != 0 {
+            _ = try OrderHeader.read(from: &payload, for: state.withLockedValue { $0.view.local.id })
+        }
+        if inbound.flags & MessageFlags.compressed != 0 {
+            payload = try Compression.decompress(payload, maxSize: configuration.compression.maxDecompressedSize)
+        }
+        return payload
     }
 
     // MARK: - membership
@@ -454,6 +507,10 @@ public final class GroupChannel: Service, Sendable {
     /// transport opens its listener (running), and on the stop signal the node leaves (leaving),
     /// then closes (stopped). A channel runs once.
     public func run(stopOnGracefulShutdown: Bool) async throws {
+        if let configurationError {
+            logger.error("\(configuration.name) cannot start: \(configurationError.message)")
+            throw configurationError
+        }
         // 1. starting: build the parts a callback can reach, before the listener opens.
         let unbound = localMember
         let membership = MembershipService(local: unbound, settings: configuration.membership, transport: transport, clock: clock, logger: logger)

@@ -56,6 +56,12 @@ public struct CohortError: Error, Sendable, CustomStringConvertible, Equatable {
         public static let notFound = Code("notFound")
         /// The key already exists.
         public static let duplicate = Code("duplicate")
+        /// A compressed message would decompress to more than the receiver's cap (a decompression
+        /// bomb), or its compressed bytes are corrupt.
+        public static let decompressionRefused = Code("decompressionRefused")
+        /// A fragmented message could not be reassembled (fragments missing, expired, or beyond
+        /// the receiver's memory bounds).
+        public static let incompleteMessage = Code("incompleteMessage")
         /// A generic internal failure; the message says more.
         public static let `internal` = Code("internal")
 

@@ -6,6 +6,8 @@ public enum PluginKind: String, Sendable, Codable, CaseIterable {
     case transport
     case codec
     case discovery
+    /// An interceptor stage, named by its id in the channel configuration's `interceptors` list.
+    case interceptor
 }
 
 /// Key/value settings handed to a plugin factory (from the configuration file or the CLI).
@@ -72,6 +74,8 @@ public protocol PluginFactory: Sendable {
     func makeCodec(settings: PluginSettings) throws -> any MessageCodec
     /// Makes a discovery provider. Only for ``PluginKind/discovery``.
     func makeDiscovery(settings: PluginSettings) throws -> any DiscoveryProvider
+    /// Makes an interceptor stage. Only for ``PluginKind/interceptor``.
+    func makeInterceptor(settings: PluginSettings) throws -> any Interceptor
 }
 
 extension PluginFactory {
@@ -81,6 +85,7 @@ extension PluginFactory {
     public func makeTransport(settings: PluginSettings) throws -> any Transport { throw wrongKind(.transport) }
     public func makeCodec(settings: PluginSettings) throws -> any MessageCodec { throw wrongKind(.codec) }
     public func makeDiscovery(settings: PluginSettings) throws -> any DiscoveryProvider { throw wrongKind(.discovery) }
+    public func makeInterceptor(settings: PluginSettings) throws -> any Interceptor { throw wrongKind(.interceptor) }
 }
 
 /// A registered plugin, as `cohort plugins` lists it.

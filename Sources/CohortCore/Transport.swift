@@ -164,3 +164,10 @@ public struct TransportSettings: Sendable, Codable, Equatable {
         handlersOnEventLoop = try container.decodeIfPresent(Bool.self, forKey: .handlersOnEventLoop) ?? defaults.handlersOnEventLoop
     }
 }
+
+/// A transport that can tell how many messages are in flight to a member (its queue of
+/// unacknowledged messages); the `throughput` interceptor records it as a gauge.
+public protocol QueueDepthReporting: Sendable {
+    /// Messages sent to the member and not yet acknowledged, or nil when there is no connection.
+    func queueDepth(of member: MemberID) -> Int?
+}

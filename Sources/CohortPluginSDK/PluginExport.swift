@@ -87,6 +87,8 @@ public enum PluginExport {
                 handler = ExportedCodec(try factory.makeCodec(settings: pluginSettings), host: hostPort)
             case .discovery:
                 handler = ExportedDiscovery(try factory.makeDiscovery(settings: pluginSettings), host: hostPort)
+            case .interceptor:
+                handler = ExportedInterceptor(try factory.makeInterceptor(settings: pluginSettings), host: hostPort)
             }
             instance.pointee = makePort(handler)
             return 0

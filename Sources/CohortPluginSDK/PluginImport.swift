@@ -119,6 +119,13 @@ final class LoadedPluginFactory: PluginFactory, LoadedPluginPart {
         return LoadedTransport(port: port, events: events, library: table.path, pluginID: id)
     }
 
+    func makeInterceptor(settings: PluginSettings) throws -> any Interceptor {
+        guard kind == .interceptor else { throw CohortError(.badConfiguration, "plugin '\(id)' is a \(kind) plugin, not an interceptor plugin") }
+        let port = try table.create(id: id, settings: settings, host: LogOnlyHost(logger: settings.logger))
+        var description = try port.requestNow(PluginOperation.describe)
+        return LoadedInterceptor(name: try description.readLengthPrefixedStringChecked(), port: port, library: table.path, pluginID: id)
+    }
+
     func makeCodec(settings: PluginSettings) throws -> any MessageCodec {
         guard kind == .codec else { throw CohortError(.badConfiguration, "plugin '\(id)' is a \(kind) plugin, not a codec plugin") }
         let port = try table.create(id: id, settings: settings, host: LogOnlyHost(logger: settings.logger))

@@ -188,4 +188,11 @@ enum PluginOperation {
     static let discoveryLeave: UInt32 = 73
     /// Plugin → host: something discovery found.
     static let discovered: UInt32 = 80
+
+    // Interceptor, host → plugin; answered once the plugin's stage passed the message on or
+    // stopped it (added in the same ABI 3: new numbers only, the ones above are unchanged).
+    /// Outbound: members, message → verdict 0 + the message to pass on, or 1 + the report.
+    static let interceptSend: UInt32 = 90
+    /// Inbound: message → verdict 0 + the message to pass on, or 1 + the delivery result.
+    static let interceptReceive: UInt32 = 91
 }

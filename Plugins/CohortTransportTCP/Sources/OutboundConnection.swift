@@ -49,6 +49,8 @@ final class OutboundConnection: Sendable {
 
     /// Messages written or queued but not yet acknowledged at the level they asked for.
     let inFlight = Atomic<Int>(0)
+    /// Sends waiting for room under the `block` policy.
+    let room = QueueRoom()
     private let closed = Atomic<Bool>(false)
     let endpoint: Endpoint
     let core: TransportCore
@@ -262,7 +264,7 @@ final class OutboundConnection: Sendable {
     func enqueue(_ frame: ByteBuffer, seq: UInt64, ticket: SendTicket?, slot: Int, guarantee: DeliveryGuarantee) {
         switch state {
         case .closed:
-            inFlight.subtract(1, ordering: .relaxed)
+            release(1)
             if let ticket {
                 ticket.resolve(slot: slot, .connectionFailed("connection to \(endpoint) is closed"))
             } else if let member {
@@ -319,10 +321,22 @@ final class OutboundConnection: Sendable {
 
     // MARK: - acknowledgements
 
+    /// `count` messages left the queue: wakes senders waiting for room.
+    func release(_ count: Int) {
+        guard count > 0 else { return }
+        let left = inFlight.subtract(count, ordering: .sequentiallyConsistent).newValue
+        if room.hasWaiters { room.released(inFlight: left) }
+    }
+
+    /// Waits until fewer than `limit` messages are in flight, at most until `deadline`.
+    func waitForRoom(below limit: Int, until deadline: ContinuousClock.Instant, clock: any CohortClock) async -> Bool {
+        await room.wait(for: { [self] in inFlight.load(ordering: .sequentiallyConsistent) }, below: limit, until: deadline, clock: clock)
+    }
+
     func onReceived(upTo seq: UInt64) {
         while let first = outstanding.first, first.seq <= seq {
             outstanding.removeFirst()
-            inFlight.subtract(1, ordering: .relaxed)
+            release(1)
             first.ticket?.resolve(slot: first.slot, .delivered)
         }
         if retiring { closeIfRetiredAndDone() }
@@ -330,7 +344,7 @@ final class OutboundConnection: Sendable {
 
     func onProcessed(_ seq: UInt64) {
         guard let entry = awaitingProcessing.removeValue(forKey: seq) else { return }
-        inFlight.subtract(1, ordering: .relaxed)
+        release(1)
         entry.ticket?.resolve(slot: entry.slot, .delivered)
         if retiring { closeIfRetiredAndDone() }
     }
@@ -339,13 +353,13 @@ final class OutboundConnection: Sendable {
         let outcome: MemberOutcome = reason == 1 ? .remoteFailure(text) : .rejected(text)
         defer { if retiring { closeIfRetiredAndDone() } }
         if let entry = awaitingProcessing.removeValue(forKey: seq) {
-            inFlight.subtract(1, ordering: .relaxed)
+            release(1)
             entry.ticket?.resolve(slot: entry.slot, outcome)
             return
         }
         if let index = outstanding.firstIndex(where: { $0.seq == seq }) {
             let entry = outstanding.remove(at: index)
-            inFlight.subtract(1, ordering: .relaxed)
+            release(1)
             if let ticket = entry.ticket {
                 ticket.resolve(slot: entry.slot, outcome)
                 return
@@ -386,7 +400,7 @@ final class OutboundConnection: Sendable {
         for entry in awaitingProcessing.values {
             if let ticket = entry.ticket { ticket.resolve(slot: entry.slot, .connectionFailed(reason)) } else { asyncLost += 1 }
         }
-        inFlight.subtract(outstanding.count + awaitingProcessing.count, ordering: .relaxed)
+        release(outstanding.count + awaitingProcessing.count)
         outstanding.removeAll()
         awaitingProcessing.removeAll()
         channel?.close(promise: nil)

@@ -24,7 +24,7 @@ import Synchronization
 /// ``Receiver`` actor owns the accepted connections. Both take typed messages. The send path reads
 /// the pool's snapshot and never waits for an actor unless a member has no open connection.
 /// Loop-confined state (the flush list, the deadline queue) lives in a `NIOLoopBoundBox`.
-public final class TCPTransport: Transport, Sendable {
+public final class TCPTransport: Transport, QueueDepthReporting, Sendable {
     /// What the connections and the two actors share.
     let core: TransportCore
     let group: any EventLoopGroup
@@ -169,6 +169,12 @@ public final class TCPTransport: Transport, Sendable {
         try await pool.handshake(with: endpoint, timeout: timeout)
     }
 
+    /// Messages in flight to a member on its current connection (its dispatch queue), or nil
+    /// when it has none.
+    public func queueDepth(of member: MemberID) -> Int? {
+        pool.table.withLockedValue { $0[member] }?.inFlight.load(ordering: .relaxed)
+    }
+
     public func forget(_ member: Member) {
         pool.send(.forget(member))
         receiver.send(.forget(member))
@@ -188,7 +194,7 @@ public final class TCPTransport: Transport, Sendable {
         guard connection.isClosed else { return connection }
         let listed = pool.table.withLockedValue { $0[member.id] }
         guard let replacement = listed.flatMap({ $0.isClosed ? nil : $0 }) ?? connection.replacement() else { return connection }
-        connection.inFlight.subtract(1, ordering: .relaxed)
+        connection.release(1)
         replacement.inFlight.add(1, ordering: .relaxed)
         return replacement
     }
@@ -227,6 +233,9 @@ public final class TCPTransport: Transport, Sendable {
             return SendReport(outcomes: members.map { ($0.id, .connectionFailed("transport shut down")) })
         }
         var guarantee = message.options.guarantee
+        // One deadline for the whole send: waiting for room in full queues and waiting for the
+        // acknowledgements both end at it.
+        let deadline = clock.now.advanced(by: message.options.timeout)
 
         let listed = pool.table.withLockedValue { table in Self.lookUp(members, in: table) }
         let connections = if let listed { listed } else { await connectionsAskingThePool(for: members) }
@@ -238,15 +247,9 @@ public final class TCPTransport: Transport, Sendable {
             case .failFast: earlyOutcomes[i] = .queueFull
             case .sendSynchronously: if guarantee == .asynchronous { guarantee = .receipt }
             case .block:
-                let deadline = ContinuousClock.now.advanced(by: message.options.timeout)
-                var waited = Duration.microseconds(50)
-                while connection.inFlight.load(ordering: .relaxed) >= message.queueLimit {
-                    if ContinuousClock.now >= deadline {
-                        earlyOutcomes[i] = .timedOut
-                        break
-                    }
-                    try? await Task.sleep(for: waited)
-                    waited = min(waited * 2, .milliseconds(5))
+                // Parked until acknowledgements make room (no polling), at most until the send's deadline.
+                if await !connection.waitForRoom(below: message.queueLimit, until: deadline, clock: clock) {
+                    earlyOutcomes[i] = .timedOut
                 }
             }
         }
@@ -278,7 +281,6 @@ public final class TCPTransport: Transport, Sendable {
 
         let ticket = SendTicket(members: members.map(\.id))
         for (slot, outcome) in early { ticket.resolve(slot: slot, outcome) }
-        let timeout = message.options.timeout
         let sendGuarantee = guarantee
         return await withCheckedContinuation { continuation in
             ticket.install(continuation)
@@ -289,7 +291,7 @@ public final class TCPTransport: Transport, Sendable {
                     current(connection, for: members[i]).enqueue(frame, seq: seq, ticket: ticket, slot: i, guarantee: sendGuarantee)
                 }
                 if !ticket.isFinished {
-                    watch(ticket, deadline: clock.now.advanced(by: timeout))
+                    watch(ticket, deadline: deadline)
                 }
             }
         }

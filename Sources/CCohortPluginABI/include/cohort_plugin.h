@@ -57,7 +57,8 @@ typedef struct cohort_plugin_api {
     /// `sizeof(cohort_plugin_api)` when the plugin was built.
     uint32_t size;
     /// A NUL-terminated JSON document naming the plugins in the library:
-    /// {"sdk":"…","plugins":[{"id":"…","kind":"transport|codec|discovery","version":"…","summary":"…"}]}
+    /// {"sdk":"…","plugins":[{"id":"…","kind":"transport|codec|discovery|interceptor","version":"…","summary":"…"}]}
+    /// (the kind `interceptor` and its operations 90–91 were added within ABI 3; see docs/plugins.md)
     const char *_Nullable manifest_json;
     /// Makes an instance of one plugin. `settings` is a JSON document (see docs/plugins.md);
     /// `host` is how the instance calls back (events, inbound messages), owned by the plugin from

@@ -36,6 +36,7 @@ let serviceLifecycle: Target.Dependency = .product(name: "ServiceLifecycle", pac
 let hummingbird: Target.Dependency = .product(name: "Hummingbird", package: "hummingbird")
 let prometheus: Target.Dependency = .product(name: "Prometheus", package: "swift-prometheus")
 let deque: Target.Dependency = .product(name: "DequeModule", package: "swift-collections")
+let crypto: Target.Dependency = .product(name: "Crypto", package: "swift-crypto")
 
 /// A built-in plugin: its module (linked into `Cohort`, the default host) and what it needs.
 struct BuiltInPlugin {
@@ -44,7 +45,7 @@ struct BuiltInPlugin {
 }
 
 let builtInPlugins = [
-    BuiltInPlugin(name: "CohortTransportTCP", dependencies: [nioCore, nioPosix, nioConcurrencyHelpers, logging, metrics, deque]),
+    BuiltInPlugin(name: "CohortTransportTCP", dependencies: [nioCore, nioPosix, nioConcurrencyHelpers, logging, metrics, deque, crypto]),
     BuiltInPlugin(name: "CohortCodecBinary", dependencies: [nioCore]),
     BuiltInPlugin(name: "CohortCodecJSON", dependencies: [nioCore]),
     BuiltInPlugin(name: "CohortDiscoveryStatic", dependencies: []),
@@ -55,7 +56,7 @@ let builtInPlugins = [
         .product(name: "NIOSSL", package: "swift-nio-ssl"),
     ]),
     BuiltInPlugin(name: "CohortDiscoveryDNS", dependencies: [nioConcurrencyHelpers, logging]),
-    BuiltInPlugin(name: "CohortDiscoveryMulticast", dependencies: [nioCore, nioPosix, nioConcurrencyHelpers, logging, metrics]),
+    BuiltInPlugin(name: "CohortDiscoveryMulticast", dependencies: [nioCore, nioPosix, nioConcurrencyHelpers, logging, metrics, crypto]),
 ]
 
 let package = Package(
@@ -88,6 +89,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
     ],
     targets: [
         .target(
@@ -165,7 +167,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CohortCLITests",
-            dependencies: ["CohortCLI", "CohortTestKit"],
+            dependencies: ["CohortCLI", "CohortTestKit", "Cohort", "CohortCore"],
             swiftSettings: swiftSettings
         ),
         // Multicast discovery and membership hardening, over loopback and in network namespaces

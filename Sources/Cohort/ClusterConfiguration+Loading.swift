@@ -11,6 +11,7 @@ extension ClusterConfiguration {
         "heartbeatIntervalMs", "missingAfterMs", "retryIntervalMs", "handshakeTimeoutMs",
         "probeTimeoutMs", "reprobeIntervalMs", "confirmations", "suspectTimeoutMs",
         "queueLimit", "queuePolicy", "interceptors", "sendTimeoutMs", "minimumMembers",
+        "clusterKeys", "insecure",
     ]
 
     /// The environment variable for a key.
@@ -142,6 +143,14 @@ extension ClusterConfiguration {
         case "interceptors": interceptors = try list()
         case "sendTimeoutMs": sendTimeout = try millis()
         case "minimumMembers": minimumMembers = try int()
+        case "clusterKeys":
+            do {
+                clusterKeys = try ClusterKey.parseList(try list().joined(separator: ","))
+            } catch let error as CohortError {
+                // The message names the key's id and the problem, never the secret.
+                throw CohortError(.badConfiguration, "configuration key 'clusterKeys' in \(source): \(error.message)")
+            }
+        case "insecure": insecure = try bool()
         default:
             let close = Self.keys.filter { $0.lowercased().hasPrefix(String(key.lowercased().prefix(3))) }
             let hint = close.isEmpty ? "" : " (did you mean \(close.joined(separator: " or "))?)"

@@ -39,6 +39,12 @@ public struct ClusterConfiguration: Sendable, Equatable {
     /// The fewest members, this node included, the node must see to be in quorum
     /// (``GroupChannel/isInQuorum``); 1 (the default) means always.
     public var minimumMembers: Int = 1
+    /// The cluster keys of shared-key mode (the first one opens connections; all are accepted).
+    /// Empty: no shared key. See ``ClusterKey`` and docs/security.md.
+    public var clusterKeys: [ClusterKey] = []
+    /// Run without cluster credentials even though the listener is reachable beyond loopback.
+    /// Off by default: such a node refuses to start (see ``validate()``).
+    public var insecure: Bool = false
 
     /// Creates a configuration.
     public init(
@@ -102,9 +108,41 @@ public struct ClusterConfiguration: Sendable, Equatable {
         if failureDetector.confirmations < 1 { throw bad("confirmations", "must be at least 1") }
         if dispatch.queueLimit < 1 { throw bad("queueLimit", "must be at least 1") }
         if minimumMembers < 1 { throw bad("minimumMembers", "must be at least 1 (the node itself), got \(minimumMembers)") }
+        try ClusterKey.checkUnique(clusterKeys)
+        if !hasClusterCredentials && !insecure && !Self.isLoopback(listen.host) {
+            throw CohortError(.unauthenticated, """
+                the cluster listener \(listen) is reachable beyond loopback and no cluster credentials are set: \
+                anyone who can reach that port could join the cluster and read every session. \
+                Give every member the same cluster key (make one with `cohort key`, then set COHORT_CLUSTER_KEYS=1:<hex>, \
+                the configuration key 'clusterKeys', or --cluster-key), or listen on 127.0.0.1, \
+                or, on a network where every host is trusted, say so explicitly with COHORT_INSECURE=true \
+                (configuration key 'insecure', flag --insecure). See docs/security.md.
+                """)
+        }
         let known = ["dispatch", "failureDetector", "domainFilter"]
         for stage in interceptors where !known.contains(stage) {
             throw bad("interceptors", "unknown interceptor '\(stage)' (known: \(known.joined(separator: ", ")))")
         }
+    }
+}
+
+extension ClusterConfiguration {
+    /// Whether the node has credentials a peer must prove it shares (a cluster key).
+    public var hasClusterCredentials: Bool { !clusterKeys.isEmpty }
+
+    /// Whether a listen host is reachable from this machine only (`127.0.0.0/8`, `::1`, `localhost`).
+    /// A wildcard (`0.0.0.0`, `::`), a name or any other address is reachable beyond it.
+    public static func isLoopback(_ host: String) -> Bool {
+        let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        if bare == "localhost" || bare == "::1" || bare == "0:0:0:0:0:0:0:1" { return true }
+        let octets = bare.split(separator: ".", omittingEmptySubsequences: false)
+        return octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil }
+    }
+
+    /// The values the transport plugin gets: ``transportSettings`` plus the cluster keys.
+    var transportPluginValues: [String: String] {
+        var values = transportSettings
+        if !clusterKeys.isEmpty { values["clusterKeys"] = ClusterKey.text(of: clusterKeys) }
+        return values
     }
 }

@@ -25,7 +25,7 @@ extension GroupChannel {
             if !already { try PluginLoader.load(file, into: registry) }
         }
         let log = logger ?? Logger(label: "cohort")
-        let transportSettings = PluginSettings(values: configuration.transportSettings, transport: configuration.wire, logger: log)
+        let transportSettings = PluginSettings(values: configuration.transportPluginValues, transport: configuration.wire, logger: log)
         let transport = try registry.factory(configuration.transport, kind: .transport).makeTransport(settings: transportSettings)
         let codecSettings = PluginSettings(transport: configuration.wire, logger: log)
         let codec = try registry.factory(configuration.codec, kind: .codec).makeCodec(settings: codecSettings)

@@ -7,7 +7,7 @@ struct CohortCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cohort",
         abstract: "Cohort: replicated state for Swift servers.",
-        subcommands: [DemoCommand.self, ServeCommand.self, NodeCommand.self, ChannelTourCommand.self, PluginsCommand.self, ChaosCommand.self],
+        subcommands: [DemoCommand.self, ServeCommand.self, NodeCommand.self, ChannelTourCommand.self, PluginsCommand.self, ChaosCommand.self, KeyCommand.self],
         defaultSubcommand: nil
     )
 }

@@ -32,6 +32,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Seconds a graceful stop may take (hand-off, leave).") var grace: Int = 10
     @Option(help: ArgumentHelp("JSON configuration file (COHORT_* environment variables override it).", valueName: "FILE")) var config: String?
     @OptionGroup var pluginOptions: PluginOptions
+    @OptionGroup var securityOptions: SecurityOptions
     @Flag(help: "Log debug information to standard error.") var verbose = false
 
     func validate() throws {
@@ -61,6 +62,7 @@ struct ServeCommand: AsyncParsableCommand {
             base.members = try members.split(separator: ",").map { try Endpoint(parsing: String($0)) }
             base.codec = codec
             base.metadata["http"] = "\(httpHost):\(httpPort)"
+            try securityOptions.apply(to: &base)
             let configuration = try ClusterConfiguration.load(file: config, base: base)
             let registry = PluginRegistry()
             try pluginOptions.load(into: registry)

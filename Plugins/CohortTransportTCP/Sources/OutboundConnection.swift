@@ -161,13 +161,14 @@ final class OutboundConnection: Sendable {
         let promise = loop.makePromise(of: Member.self)
         handshakePromise = promise
         state = .connecting
-        let maxFrame = core.settings.maxFrameSize
+        let maxFrame = core.decoderFrameCap
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(TimeAmount(timeout))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: maxFrame)))
+                    try core.addSecurityHandler(to: channel.pipeline.syncOperations, role: .client)
                     try channel.pipeline.syncOperations.addHandler(OutboundHandler(connection: self))
                 }
             }
@@ -459,7 +460,7 @@ final class OutboundHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if error is CohortError { connection.core.countMalformed() }
+        if let error = error as? CohortError, error.code != .unauthenticated { connection.core.countMalformed() }
         connection.fail(reason: "connection to \(connection.endpoint) failed: \(error)")
     }
 }

@@ -10,6 +10,12 @@ import Synchronization
 /// need no reference to the transport (and none to each other's state).
 final class TransportCore: Sendable {
     let settings: TransportSettings
+    /// How connections are protected (plaintext or shared key).
+    let security: TransportSecurity
+    /// Inbound connection caps, timeouts and the inbound byte budget.
+    let limits: ConnectionLimits
+    /// Refused connections and frames, by reason, logged at a limited rate.
+    let refusals: MalformedInputLog
     /// All outbound connections live on this loop, so a fan-out is one loop task.
     let loop: any EventLoop
     let logger: Logger
@@ -33,8 +39,11 @@ final class TransportCore: Sendable {
     }
     private let flushes: NIOLoopBoundBox<FlushState>
 
-    init(settings: TransportSettings, loop: any EventLoop, logger: Logger) {
+    init(settings: TransportSettings, security: TransportSecurity = .plaintext, limits: ConnectionLimits = ConnectionLimits(), loop: any EventLoop, logger: Logger) {
         self.settings = settings
+        self.security = security
+        self.limits = limits
+        self.refusals = MalformedInputLog(logger: logger)
         self.loop = loop
         self.logger = logger
         self.flushes = .makeBoxSendingValue(FlushState(), eventLoop: loop)
@@ -67,6 +76,43 @@ final class TransportCore: Sendable {
         malformed.add(1, ordering: .relaxed)
         malformedCounter.increment()
     }
+
+    /// Why a connection or frame was refused (the `reason` dimension of
+    /// `cohort.transport.refused`).
+    enum Refusal: String, Sendable, CaseIterable {
+        /// The peer did not prove it holds the cluster's credentials.
+        case unauthenticated
+        /// Too many inbound connections in all.
+        case connectionsTotal
+        /// Too many inbound connections from one address.
+        case connectionsPerSource
+        /// No hello (or key handshake) within the handshake timeout.
+        case handshakeTimeout
+        /// Nothing read for the idle timeout.
+        case idle
+        /// A frame that claims a sender, or a sender's rights, it does not have.
+        case impersonation
+    }
+
+    /// Counts a refusal (metric `cohort.transport.refused`, dimension `reason`) and logs it at a
+    /// limited rate.
+    func refuse(_ reason: Refusal, _ message: @autoclosure () -> String) {
+        Counter(label: "cohort.transport.refused", dimensions: [("reason", reason.rawValue)]).increment()
+        refusals.record(reason.rawValue, message())
+    }
+
+    /// Refusals so far, by reason (for tests and tools).
+    func refusedCount(_ reason: Refusal) -> Int { refusals.count(reason.rawValue) }
+
+    /// Adds the security handler of `role` to a connection's pipeline, if the mode needs one.
+    func addSecurityHandler(to pipeline: ChannelPipeline.SynchronousOperations, role: SharedKeyHandler.Role) throws {
+        if case .sharedKey(let keyring) = security.mode {
+            try pipeline.addHandler(SharedKeyHandler(keyring: keyring, role: role, core: self))
+        }
+    }
+
+    /// The frame cap of a connection's decoder: the configured cap plus what sealing adds.
+    var decoderFrameCap: Int { settings.maxFrameSize + security.bodyOverhead }
 
     func reportAsyncFailure(count: Int, to member: Member, reason: String) {
         asyncFailureCounter.increment(by: count)

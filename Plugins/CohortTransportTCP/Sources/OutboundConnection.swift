@@ -220,6 +220,15 @@ final class OutboundConnection: Sendable {
             channel.close(promise: nil)
             return
         }
+        // A discovery handshake (no member expected yet) must not take over the identity of a
+        // member this node already sends to at another address: the answer would otherwise
+        // become that member's connection and receive its traffic.
+        if member == nil, let existing = pool?.table.withLockedValue({ $0[peer.id] }), !existing.isClosed, existing.endpoint != endpoint {
+            core.refuse(.impersonation, "\(endpoint) answered a handshake with the id of \(peer.name) (\(peer.id)), which is at \(existing.endpoint); not admitted")
+            fail(reason: "\(endpoint) answered with the id of the member at \(existing.endpoint)")
+            channel.close(promise: nil)
+            return
+        }
         member = peer
         pendingChannel = nil
         state = .ready(channel)

@@ -112,9 +112,19 @@ public final class TCPTransport: Transport, Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: maxFrame)))
-                    try core.addSecurityHandler(to: channel.pipeline.syncOperations, role: .server)
-                    try channel.pipeline.syncOperations.addHandler(InboundHandler(core: core, receiver: receiver, delegate: delegate))
+                    // Above the caps: closed before a byte is read.
+                    if let refusal = core.gate.admit(channel) {
+                        core.refuse(refusal, "refused a connection from \(channel.remoteAddress.map { "\($0)" } ?? "unknown peer"): \(refusal == .connectionsTotal ? "\(core.limits.maxInboundConnections) inbound connections are open" : "\(core.limits.maxInboundConnectionsPerSource) inbound connections from that address are open")")
+                        channel.close(promise: nil)
+                        return
+                    }
+                    // Until the peer's hello, frames are capped at a member record's size.
+                    let cap = FrameCap(min(maxFrame, FrameCap.beforeHello + core.security.bodyOverhead))
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(IdleStateHandler(readTimeout: TimeAmount(core.limits.idleTimeout)))
+                    try sync.addHandler(ByteToMessageHandler(FrameDecoder(cap: cap)))
+                    try core.addSecurityHandler(to: sync, role: .server)
+                    try sync.addHandler(InboundHandler(core: core, receiver: receiver, delegate: delegate, cap: cap, fullCap: maxFrame))
                 }
             }
         let server: any Channel

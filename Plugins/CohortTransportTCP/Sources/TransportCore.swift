@@ -16,6 +16,8 @@ final class TransportCore: Sendable {
     let limits: ConnectionLimits
     /// Refused connections and frames, by reason, logged at a limited rate.
     let refusals: MalformedInputLog
+    /// Inbound connection counts and the node-wide inbound byte count.
+    let gate: InboundGate
     /// All outbound connections live on this loop, so a fan-out is one loop task.
     let loop: any EventLoop
     let logger: Logger
@@ -44,6 +46,7 @@ final class TransportCore: Sendable {
         self.security = security
         self.limits = limits
         self.refusals = MalformedInputLog(logger: logger)
+        self.gate = InboundGate(limits: limits)
         self.loop = loop
         self.logger = logger
         self.flushes = .makeBoxSendingValue(FlushState(), eventLoop: loop)

@@ -45,7 +45,7 @@ struct BuiltInPlugin {
 }
 
 let builtInPlugins = [
-    BuiltInPlugin(name: "CohortTransportTCP", dependencies: [nioCore, nioPosix, nioConcurrencyHelpers, logging, metrics, deque, crypto]),
+    BuiltInPlugin(name: "CohortTransportTCP", dependencies: [nioCore, nioPosix, nioConcurrencyHelpers, logging, metrics, deque, crypto, .product(name: "NIOSSL", package: "swift-nio-ssl")]),
     BuiltInPlugin(name: "CohortCodecBinary", dependencies: [nioCore]),
     BuiltInPlugin(name: "CohortCodecJSON", dependencies: [nioCore]),
     BuiltInPlugin(name: "CohortDiscoveryStatic", dependencies: []),

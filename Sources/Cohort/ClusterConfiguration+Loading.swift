@@ -11,7 +11,7 @@ extension ClusterConfiguration {
         "heartbeatIntervalMs", "missingAfterMs", "retryIntervalMs", "handshakeTimeoutMs",
         "probeTimeoutMs", "reprobeIntervalMs", "confirmations", "suspectTimeoutMs",
         "queueLimit", "queuePolicy", "interceptors", "sendTimeoutMs", "minimumMembers",
-        "clusterKeys", "insecure",
+        "clusterKeys", "insecure", "tlsCertificateFile", "tlsKeyFile", "tlsCaFile",
     ]
 
     /// The environment variable for a key.
@@ -151,6 +151,9 @@ extension ClusterConfiguration {
                 throw CohortError(.badConfiguration, "configuration key 'clusterKeys' in \(source): \(error.message)")
             }
         case "insecure": insecure = try bool()
+        case "tlsCertificateFile": tlsCertificateFile = try string()
+        case "tlsKeyFile": tlsKeyFile = try string()
+        case "tlsCaFile": tlsCAFile = try string()
         default:
             let close = Self.keys.filter { $0.lowercased().hasPrefix(String(key.lowercased().prefix(3))) }
             let hint = close.isEmpty ? "" : " (did you mean \(close.joined(separator: " or "))?)"

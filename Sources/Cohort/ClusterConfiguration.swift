@@ -42,6 +42,14 @@ public struct ClusterConfiguration: Sendable, Equatable {
     /// The cluster keys of shared-key mode (the first one opens connections; all are accepted).
     /// Empty: no shared key. See ``ClusterKey`` and docs/security.md.
     public var clusterKeys: [ClusterKey] = []
+    /// Mutual TLS: this node's PEM certificate (its member name as a `DNS:` subject alternative
+    /// name), its private key and the cluster CA's certificate. All three, or none. Read again
+    /// when they change on disk.
+    public var tlsCertificateFile: String?
+    /// See ``tlsCertificateFile``.
+    public var tlsKeyFile: String?
+    /// See ``tlsCertificateFile``.
+    public var tlsCAFile: String?
     /// Run without cluster credentials even though the listener is reachable beyond loopback.
     /// Off by default: such a node refuses to start (see ``validate()``).
     public var insecure: Bool = false
@@ -109,12 +117,20 @@ public struct ClusterConfiguration: Sendable, Equatable {
         if dispatch.queueLimit < 1 { throw bad("queueLimit", "must be at least 1") }
         if minimumMembers < 1 { throw bad("minimumMembers", "must be at least 1 (the node itself), got \(minimumMembers)") }
         try ClusterKey.checkUnique(clusterKeys)
+        let tlsFiles = [tlsCertificateFile, tlsKeyFile, tlsCAFile].compactMap { $0 }.filter { !$0.isEmpty }
+        if !tlsFiles.isEmpty && tlsFiles.count != 3 {
+            throw bad("tlsCertificateFile", "mutual TLS needs all three of tlsCertificateFile, tlsKeyFile and tlsCaFile")
+        }
+        if tlsFiles.count == 3 && !clusterKeys.isEmpty {
+            throw bad("clusterKeys", "choose one: cluster keys (shared-key mode) or TLS files (mutual TLS), not both")
+        }
         if !hasClusterCredentials && !insecure && !Self.isLoopback(listen.host) {
             throw CohortError(.unauthenticated, """
                 the cluster listener \(listen) is reachable beyond loopback and no cluster credentials are set: \
                 anyone who can reach that port could join the cluster and read every session. \
                 Give every member the same cluster key (make one with `cohort key`, then set COHORT_CLUSTER_KEYS=1:<hex>, \
-                the configuration key 'clusterKeys', or --cluster-key), or listen on 127.0.0.1, \
+                the configuration key 'clusterKeys', or --cluster-key-file) or certificates for mutual TLS \
+                (COHORT_TLS_CERTIFICATE_FILE, COHORT_TLS_KEY_FILE, COHORT_TLS_CA_FILE), or listen on 127.0.0.1, \
                 or, on a network where every host is trusted, say so explicitly with COHORT_INSECURE=true \
                 (configuration key 'insecure', flag --insecure). See docs/security.md.
                 """)
@@ -128,7 +144,12 @@ public struct ClusterConfiguration: Sendable, Equatable {
 
 extension ClusterConfiguration {
     /// Whether the node has credentials a peer must prove it shares (a cluster key).
-    public var hasClusterCredentials: Bool { !clusterKeys.isEmpty }
+    public var hasClusterCredentials: Bool { !clusterKeys.isEmpty || usesMutualTLS }
+
+    /// Whether the three TLS files are set.
+    public var usesMutualTLS: Bool {
+        [tlsCertificateFile, tlsKeyFile, tlsCAFile].allSatisfy { !($0 ?? "").isEmpty }
+    }
 
     /// Whether a listen host is reachable from this machine only (`127.0.0.0/8`, `::1`, `localhost`).
     /// A wildcard (`0.0.0.0`, `::`), a name or any other address is reachable beyond it.
@@ -143,6 +164,11 @@ extension ClusterConfiguration {
     var transportPluginValues: [String: String] {
         var values = transportSettings
         if !clusterKeys.isEmpty { values["clusterKeys"] = ClusterKey.text(of: clusterKeys) }
+        if usesMutualTLS {
+            values["tlsCertificateFile"] = tlsCertificateFile
+            values["tlsKeyFile"] = tlsKeyFile
+            values["tlsCAFile"] = tlsCAFile
+        }
         return values
     }
 }

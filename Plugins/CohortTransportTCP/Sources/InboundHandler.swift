@@ -209,6 +209,13 @@ final class InboundHandler: ChannelInboundHandler {
             case .hello:
                 let peer = try WireFormat.readMember(from: &frame.body)
                 guard member == nil else { throw CohortError(.malformedFrame, "a second hello on one connection") }
+                // Mutual TLS: the client's certificate must name the member it says it is; every
+                // later frame on this connection (data, heartbeat, leave) is then that member's.
+                guard core.certificateNames(peer, on: context.channel) else {
+                    core.refuse(.impersonation, "refused a hello as \(peer.name) from \(context.remoteAddress.map { "\($0)" } ?? "unknown peer"): its certificate does not name that member")
+                    context.close(promise: nil)
+                    return
+                }
                 member = peer
                 handshakeTimer?.cancel()
                 handshakeTimer = nil

@@ -167,6 +167,7 @@ final class OutboundConnection: Sendable {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try core.addTLSHandler(to: channel.pipeline.syncOperations, role: .client)
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: maxFrame)))
                     try core.addSecurityHandler(to: channel.pipeline.syncOperations, role: .client)
                     try channel.pipeline.syncOperations.addHandler(OutboundHandler(connection: self))
@@ -217,6 +218,13 @@ final class OutboundConnection: Sendable {
         guard case .connecting = state, let channel = pendingChannel else { return }
         if let expected = member, expected.id != peer.id {
             fail(reason: "\(endpoint) is now a different incarnation (\(peer.id)), not \(expected.id)")
+            channel.close(promise: nil)
+            return
+        }
+        // Mutual TLS: the server's certificate must name the member it says it is.
+        if !core.certificateNames(peer, on: channel) {
+            core.refuse(.impersonation, "\(endpoint) answered as \(peer.name), a name its certificate does not hold; not admitted")
+            fail(reason: "\(endpoint) answered as \(peer.name), which its certificate does not name")
             channel.close(promise: nil)
             return
         }

@@ -65,7 +65,6 @@ final class SharedKeyHandler: ChannelDuplexHandler {
     private var state: State
     /// Writes of the connection's handler before the handshake finished.
     private var pending: [(ByteBuffer, EventLoopPromise<Void>?)] = []
-    private var flushPending = false
 
     init(keyring: SharedKeyring, role: Role, core: TransportCore) {
         self.keyring = keyring
@@ -99,7 +98,7 @@ final class SharedKeyHandler: ChannelDuplexHandler {
         var frame = unwrapInboundIn(data)
         switch state {
         case .open(var session):
-            guard let plain = open(frame, with: &session, allocator: context.channel.allocator) else {
+            guard let plain = openFrame(frame, with: &session, allocator: context.channel.allocator) else {
                 refuse(context: context, "a frame that does not open under this connection's key (forged, altered, replayed or out of order)")
                 return
             }
@@ -186,7 +185,7 @@ final class SharedKeyHandler: ChannelDuplexHandler {
         let waiting = pending
         pending.removeAll()
         for (buffer, promise) in waiting {
-            guard let sealed = seal(buffer, with: &session, allocator: context.channel.allocator) else {
+            guard let sealed = sealFrames(buffer, with: &session, allocator: context.channel.allocator) else {
                 promise?.fail(CohortError(.malformedFrame, "a frame to seal is not a whole frame"))
                 continue
             }
@@ -202,7 +201,7 @@ final class SharedKeyHandler: ChannelDuplexHandler {
         let buffer = unwrapOutboundIn(data)
         switch state {
         case .open(var session):
-            guard let sealed = seal(buffer, with: &session, allocator: context.channel.allocator) else {
+            guard let sealed = sealFrames(buffer, with: &session, allocator: context.channel.allocator) else {
                 promise?.fail(CohortError(.malformedFrame, "a frame to seal is not a whole frame"))
                 return
             }
@@ -221,7 +220,7 @@ final class SharedKeyHandler: ChannelDuplexHandler {
 
     /// Seals every frame in `buffer` (a handler writes one frame per buffer). Nil when the
     /// buffer does not hold whole frames.
-    private func seal(_ buffer: ByteBuffer, with session: inout Session, allocator: ByteBufferAllocator) -> ByteBuffer? {
+    private func sealFrames(_ buffer: ByteBuffer, with session: inout Session, allocator: ByteBufferAllocator) -> ByteBuffer? {
         var input = buffer
         var output = allocator.buffer(capacity: buffer.readableBytes + Self.tagSize)
         while input.readableBytes > 0 {
@@ -257,7 +256,7 @@ final class SharedKeyHandler: ChannelDuplexHandler {
     }
 
     /// Opens one sealed frame; nil when it does not authenticate.
-    private func open(_ frame: WireFormat.Frame, with session: inout Session, allocator: ByteBufferAllocator) -> WireFormat.Frame? {
+    private func openFrame(_ frame: WireFormat.Frame, with session: inout Session, allocator: ByteBufferAllocator) -> WireFormat.Frame? {
         let sealedLength = frame.body.readableBytes
         guard sealedLength >= Self.tagSize else { return nil }
         var header = allocator.buffer(capacity: WireFormat.headerSize)

@@ -121,6 +121,7 @@ public final class TCPTransport: Transport, Sendable {
                     // Until the peer's hello, frames are capped at a member record's size.
                     let cap = FrameCap(min(maxFrame, FrameCap.beforeHello + core.security.bodyOverhead))
                     let sync = channel.pipeline.syncOperations
+                    try core.addTLSHandler(to: sync, role: .server)
                     try sync.addHandler(IdleStateHandler(readTimeout: TimeAmount(core.limits.idleTimeout)))
                     try sync.addHandler(ByteToMessageHandler(FrameDecoder(cap: cap)))
                     try core.addSecurityHandler(to: sync, role: .server)
@@ -406,6 +407,7 @@ public final class TCPTransport: Transport, Sendable {
             .connectTimeout(wait)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try core.addTLSHandler(to: channel.pipeline.syncOperations, role: .client)
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: maxFrame)))
                     try core.addSecurityHandler(to: channel.pipeline.syncOperations, role: .client)
                     try channel.pipeline.syncOperations.addHandler(ProbeHandler(promise: promise))

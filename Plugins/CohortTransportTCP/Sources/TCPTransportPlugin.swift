@@ -3,7 +3,7 @@ import CohortCore
 /// Registers ``TCPTransport`` as `transport.tcp`.
 ///
 /// Settings read from ``PluginSettings/values``: `clusterKeys` (``ClusterKey`` list in text
-/// form: shared-key mode), `maxInboundConnections`, `maxInboundConnectionsPerSource`,
+/// form: shared-key mode), `tlsCertificateFile`, `tlsKeyFile`, `tlsCAFile` (mutual TLS), `maxInboundConnections`, `maxInboundConnectionsPerSource`,
 /// `inboundHandshakeTimeoutMs`, `inboundIdleTimeoutMs`, `inboundBytes` (``ConnectionLimits``).
 public struct TCPTransportPlugin: PluginFactory {
     public init() {}
@@ -15,6 +15,8 @@ public struct TCPTransportPlugin: PluginFactory {
         var security = TransportSecurity.plaintext
         if let text = settings["clusterKeys"], !text.isEmpty {
             security = try .sharedKey(ClusterKey.parseList(text))
+        } else if let certificate = settings["tlsCertificateFile"], let key = settings["tlsKeyFile"], let ca = settings["tlsCAFile"] {
+            security = try .mutualTLS(TLSFiles(certificate: certificate, privateKey: key, trustRoots: ca))
         }
         return TCPTransport(settings: settings.transport, logger: settings.logger, security: security, limits: try Self.limits(settings))
     }

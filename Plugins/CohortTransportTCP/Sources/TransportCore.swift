@@ -3,6 +3,7 @@ import Logging
 import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOSSL
 import Synchronization
 
 /// What the parts of the TCP transport share — settings, the sender loop, who the node is, who
@@ -108,10 +109,32 @@ final class TransportCore: Sendable {
     func refusedCount(_ reason: Refusal) -> Int { refusals.count(reason.rawValue) }
 
     /// Adds the security handler of `role` to a connection's pipeline, if the mode needs one.
+    ///
+    /// Shared-key mode: after the frame decoder. Mutual TLS: see ``addTLSHandler(to:role:)``,
+    /// which goes first.
     func addSecurityHandler(to pipeline: ChannelPipeline.SynchronousOperations, role: SharedKeyHandler.Role) throws {
         if case .sharedKey(let keyring) = security.mode {
             try pipeline.addHandler(SharedKeyHandler(keyring: keyring, role: role, core: self))
         }
+    }
+
+    /// Adds the TLS handler of `role` (first in the pipeline) in mutual-TLS mode, with the
+    /// contexts of the files as they are on disk now.
+    func addTLSHandler(to pipeline: ChannelPipeline.SynchronousOperations, role: SharedKeyHandler.Role) throws {
+        guard case .mutualTLS(let material) = security.mode else { return }
+        let contexts = try material.contexts()
+        switch role {
+        case .server: try pipeline.addHandler(NIOSSLServerHandler(context: contexts.server))
+        case .client: try pipeline.addHandler(try NIOSSLClientHandler(context: contexts.client, serverHostname: nil))
+        }
+    }
+
+    /// In mutual-TLS mode, whether the connection's peer certificate names `member`; always
+    /// true in the other modes. Loop of the channel only.
+    func certificateNames(_ member: Member, on channel: any Channel) -> Bool {
+        guard case .mutualTLS = security.mode else { return true }
+        let certificate = try? channel.pipeline.syncOperations.nioSSL_peerCertificate()
+        return TLSMaterial.certificate(certificate, names: member.name)
     }
 
     /// The frame cap of a connection's decoder: the configured cap plus what sealing adds.

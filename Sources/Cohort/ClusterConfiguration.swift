@@ -160,6 +160,17 @@ extension ClusterConfiguration {
         return octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil }
     }
 
+    /// The values the discovery plugin gets: ``discoverySettings`` plus the cluster keys (the
+    /// multicast discovery signs its datagrams with them).
+    var discoveryPluginValues: [String: String] {
+        var values = discoverySettings
+        // Only the multicast discovery reads them (other plugins may refuse keys they do not know).
+        if !clusterKeys.isEmpty, discovery.hasSuffix("multicast"), values["clusterKeys"] == nil {
+            values["clusterKeys"] = ClusterKey.text(of: clusterKeys)
+        }
+        return values
+    }
+
     /// The values the transport plugin gets: ``transportSettings`` plus the cluster keys.
     var transportPluginValues: [String: String] {
         var values = transportSettings

@@ -32,7 +32,7 @@ extension GroupChannel {
         let receivable = registry.plugins.filter { $0.kind == .codec }.compactMap {
             try? registry.factory($0.id, kind: .codec).makeCodec(settings: codecSettings)
         }
-        let discoverySettings = PluginSettings(values: configuration.discoverySettings, transport: configuration.wire, logger: log)
+        let discoverySettings = PluginSettings(values: configuration.discoveryPluginValues, transport: configuration.wire, logger: log)
         let discovery = try registry.factory(configuration.discovery, kind: .discovery).makeDiscovery(settings: discoverySettings)
         self.init(configuration: configuration, transport: transport, codec: codec, codecs: receivable, discovery: discovery, logger: log)
     }

@@ -1,4 +1,5 @@
 import CohortCore
+import Crypto
 import NIOCore
 
 /// The datagram multicast discovery sends: a versioned header, then a member record.
@@ -13,7 +14,19 @@ import NIOCore
 ///             metadata — with its own record format byte)
 /// ```
 ///
-/// A datagram must be exactly `8 + n` bytes. Readers accept format version 1 only; a later version
+/// With cluster keys (shared-key mode) the datagram is format version 2 and carries a MAC:
+///
+/// ```
+///  8+n    2   key id
+/// 10+n    8   sender's wall-clock time, ms since 1970 (i64)
+/// 18+n   32   HMAC-SHA256 of every byte before it, under a key derived from the cluster key
+/// ```
+///
+/// A node with keys reads only version 2 datagrams whose MAC is valid under one of its keys and
+/// whose time is within the MAC window (30 s by default) of its own clock; anything else is
+/// counted as unauthenticated and ignored. A node without keys reads version 1 only.
+///
+/// An unsigned datagram must be exactly `8 + n` bytes. Readers accept format version 1 only; a later version
 /// is reported as ``DecodeError/incompatibleVersion(_:)`` and ignored, so members of a newer
 /// release never poison an older one's view (they simply do not see each other over multicast).
 public enum MulticastDatagram {
@@ -21,6 +34,10 @@ public enum MulticastDatagram {
     public static let magic: UInt32 = 0x434F_4844
     /// The format version this build writes and reads.
     public static let version: UInt8 = 1
+    /// The format version of a datagram with a MAC.
+    public static let signedVersion: UInt8 = 2
+    /// Bytes after the member record of a signed datagram: key id, time, MAC.
+    public static let trailerSize = 2 + 8 + 32
     /// Bytes before the member record.
     public static let headerSize = 8
     /// The largest UDP payload over IPv4.
@@ -55,9 +72,12 @@ public enum MulticastDatagram {
         /// A Cohort discovery datagram of a format version (header or member record) this build
         /// does not read.
         case incompatibleVersion(UInt8)
+        /// A datagram without a valid MAC under this node's keys, or outside the time window.
+        case unauthenticated(String)
 
         public var description: String {
             switch self {
+            case .unauthenticated(let why): return "unauthenticated discovery datagram: \(why)"
             case .malformed(let why): return "malformed discovery datagram: \(why)"
             case .incompatibleVersion(let v): return "discovery datagram of format version \(v) (this node reads \(MulticastDatagram.version))"
             }
@@ -68,31 +88,86 @@ public enum MulticastDatagram {
     ///
     /// - Throws: ``CohortCore/CohortError/Code/badConfiguration`` when the member record (with
     ///   its metadata) does not fit in one UDP datagram.
-    public static func encode(_ kind: Kind, member: Member, allocator: ByteBufferAllocator = ByteBufferAllocator()) throws -> ByteBuffer {
+    ///   - signing: the cluster key to sign with (shared-key mode), or nil for an unsigned datagram.
+    ///   - time: the sender's wall-clock time in ms since 1970 (signed datagrams only).
+    public static func encode(_ kind: Kind, member: Member, allocator: ByteBufferAllocator = ByteBufferAllocator(), signing: ClusterKey? = nil, time: Int64 = 0) throws -> ByteBuffer {
         var record = allocator.buffer(capacity: 128)
         WireFormat.writeMember(member, into: &record)
         let total = headerSize + record.readableBytes
         guard total <= maximumSize, record.readableBytes <= Int(UInt16.max) else {
             throw CohortError(.badConfiguration, "the member record of \(member.name) takes \(record.readableBytes) bytes, too large for one multicast datagram (\(maximumSize) bytes); keep the member metadata small")
         }
-        var buffer = allocator.buffer(capacity: total)
+        var buffer = allocator.buffer(capacity: total + trailerSize)
         buffer.writeInteger(magic)
-        buffer.writeInteger(version)
+        buffer.writeInteger(signing == nil ? version : signedVersion)
         buffer.writeInteger(kind.rawValue)
         buffer.writeInteger(UInt16(record.readableBytes))
         buffer.writeBuffer(&record)
+        if let signing {
+            guard total + trailerSize <= maximumSize else {
+                throw CohortError(.badConfiguration, "the member record of \(member.name) is too large for one signed multicast datagram; keep the member metadata small")
+            }
+            buffer.writeInteger(signing.id)
+            buffer.writeInteger(time)
+            let mac = buffer.withUnsafeReadableBytes { HMAC<SHA256>.authenticationCode(for: $0, using: macKey(signing)) }
+            buffer.writeBytes(mac)
+        }
         return buffer
     }
 
+    /// The MAC key of a cluster key: derived, so the cluster key itself is used for one purpose.
+    static func macKey(_ key: ClusterKey) -> SymmetricKey {
+        HKDF<SHA256>.deriveKey(inputKeyMaterial: SymmetricKey(data: key.secret), salt: [UInt8](), info: Array("cohort multicast datagram mac \(key.id)".utf8), outputByteCount: 32)
+    }
+
+    /// Checks a signed datagram's MAC and time and returns it without its trailer.
+    static func verify(_ datagram: ByteBuffer, keys: [ClusterKey], now: Int64, window: Duration) throws(DecodeError) -> ByteBuffer {
+        let size = datagram.readableBytes
+        guard size >= headerSize + trailerSize else { throw .malformed("\(size) bytes, too short for a signed datagram") }
+        let start = datagram.readerIndex
+        let signedLength = size - 32
+        let keyID = datagram.getInteger(at: start + size - trailerSize, as: UInt16.self)!
+        let time = datagram.getInteger(at: start + size - trailerSize + 2, as: Int64.self)!
+        guard let key = keys.first(where: { $0.id == keyID }) else {
+            throw .unauthenticated("signed with cluster key \(keyID), which this node does not hold")
+        }
+        let mac = datagram.getBytes(at: start + signedLength, length: 32)!
+        let valid = datagram.getSlice(at: start, length: signedLength)!.withUnsafeReadableBytes {
+            HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: $0, using: macKey(key))
+        }
+        guard valid else { throw .unauthenticated("wrong MAC") }
+        let windowMs = window.components.seconds.multipliedReportingOverflow(by: 1000).partialValue
+        let skew = now.subtractingReportingOverflow(time)
+        guard !skew.overflow, skew.partialValue.magnitude <= UInt64(windowMs) else {
+            throw .unauthenticated("sent at \(time) ms, outside the \(window) window of this node's clock (\(now) ms); replayed, or the clocks differ")
+        }
+        return datagram.getSlice(at: start, length: size - trailerSize)!
+    }
+
     /// Decodes a datagram; never traps on any input.
-    public static func decode(_ datagram: ByteBuffer) throws(DecodeError) -> Decoded {
+    ///
+    /// - Parameters:
+    ///   - keys: the cluster keys; when not empty only signed datagrams with a valid MAC within
+    ///     `window` of `now` are read.
+    ///   - now: this node's wall-clock time, ms since 1970.
+    public static func decode(_ datagram: ByteBuffer, keys: [ClusterKey] = [], now: Int64 = 0, window: Duration = .seconds(30)) throws(DecodeError) -> Decoded {
+        var datagram = datagram
+        if !keys.isEmpty {
+            guard datagram.readableBytes >= 5, datagram.getInteger(at: datagram.readerIndex, as: UInt32.self) == magic else {
+                throw .malformed("wrong magic")
+            }
+            guard datagram.getInteger(at: datagram.readerIndex + 4, as: UInt8.self) == signedVersion else {
+                throw .unauthenticated("no MAC (this node has cluster keys and reads signed datagrams only)")
+            }
+            datagram = try verify(datagram, keys: keys, now: now, window: window)
+        }
         var buffer = datagram
         guard buffer.readableBytes >= headerSize else {
             throw .malformed("\(buffer.readableBytes) bytes, shorter than the \(headerSize)-byte header")
         }
         guard buffer.readInteger(as: UInt32.self) == magic else { throw .malformed("wrong magic") }
         let format = buffer.readInteger(as: UInt8.self)!
-        guard format == version else { throw .incompatibleVersion(format) }
+        guard format == (keys.isEmpty ? version : signedVersion) else { throw .incompatibleVersion(format) }
         let rawKind = buffer.readInteger(as: UInt8.self)!
         guard let kind = Kind(rawValue: rawKind) else { throw .malformed("unknown kind \(rawKind)") }
         let length = Int(buffer.readInteger(as: UInt16.self)!)

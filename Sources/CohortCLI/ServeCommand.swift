@@ -7,6 +7,7 @@ import Hummingbird
 import Logging
 import Metrics
 import Prometheus
+import ServiceLifecycle
 import UnixSignals
 
 struct ServeCommand: AsyncParsableCommand {
@@ -33,6 +34,10 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("JSON configuration file (COHORT_* environment variables override it).", valueName: "FILE")) var config: String?
     @OptionGroup var pluginOptions: PluginOptions
     @OptionGroup var securityOptions: SecurityOptions
+    @Option(help: "Serve /cluster/members, /cluster/sessions and /metrics on this port of their own (not on --http-port); /alive and /ready stay on both.") var adminPort: Int?
+    @Option(help: "Host of --admin-port.") var adminHost: String = "127.0.0.1"
+    @Option(help: ArgumentHelp("File holding a bearer token the admin endpoints require (or COHORT_ADMIN_TOKEN).", valueName: "FILE")) var adminTokenFile: String?
+    @Flag(help: "Clients reach this node over TLS (a TLS-terminating proxy): session cookies get the Secure flag (or COHORT_BEHIND_TLS=true).") var behindTls = false
     @Flag(help: "Log debug information to standard error.") var verbose = false
 
     func validate() throws {
@@ -80,15 +85,36 @@ struct ServeCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
 
+        let environment = ProcessInfo.processInfo.environment
+        var adminToken = environment["COHORT_ADMIN_TOKEN"]
+        if let adminTokenFile {
+            guard let data = FileManager.default.contents(atPath: adminTokenFile) else {
+                Console.error("error: cannot read the admin token file '\(adminTokenFile)'; check the path and permissions")
+                throw ExitCode(2)
+            }
+            adminToken = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let secureCookie = behindTls || environment["COHORT_BEHIND_TLS"].flatMap { Bool(settingText: $0) } == true
         let router = Router(context: ClusterRequestContext.self)
-        node.addAdminRoutes(to: router, prometheus: prometheus)
+        node.addHealthRoutes(to: router)
+        var services: [any Service] = [node]
+        if let adminPort {
+            // The admin endpoints on an address of their own (for example loopback only, or a
+            // port only the monitoring network reaches).
+            let adminRouter = Router(context: ClusterRequestContext.self)
+            node.addHealthRoutes(to: adminRouter)
+            node.addClusterRoutes(to: adminRouter, prometheus: prometheus, bearerToken: adminToken)
+            services.append(Application(router: adminRouter, configuration: .init(address: .hostname(adminHost, port: adminPort), serverName: "cohort-\(name)-admin")))
+        } else {
+            node.addClusterRoutes(to: router, prometheus: prometheus, bearerToken: adminToken)
+        }
         let sessionRoutes = router.group()
-            .add(middleware: ClusterSessionMiddleware(manager: node.sessions, route: route ?? name, ready: { node.isReady }))
+            .add(middleware: ClusterSessionMiddleware(manager: node.sessions, route: route ?? name, secureCookie: secureCookie, ready: { node.isReady }))
         SampleApp.addRoutes(to: sessionRoutes, node: node)
         let app = Application(
             router: router,
             configuration: .init(address: .hostname(httpHost, port: httpPort), serverName: "cohort-\(name)"),
-            services: [node],
+            services: services,
             onServerRunning: { _ in
                 Console.line("serving \(name) http://\(httpHost):\(httpPort) cluster \(node.channel.localMember.endpoint) pid \(ProcessInfo.processInfo.processIdentifier)")
             },

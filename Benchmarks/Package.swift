@@ -58,6 +58,7 @@ let package = Package(
         benchmarkTarget("Serialization"),
         benchmarkTarget("FanOut", extra: [.product(name: "CohortTestKit", package: "cohort")]),
         benchmarkTarget("Loopback"),
+        benchmarkTarget("SecureLoopback"),
         benchmarkTarget("PluginBoundary"),
         // The raw-channel bench shaped like the Tribes anchor harness: processes on loopback,
         // driven by `Benchmarks/compare` or run alone (`swift run -c release ChannelBench`).

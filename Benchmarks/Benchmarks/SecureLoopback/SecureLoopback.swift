@@ -30,7 +30,7 @@ let benchmarks: @Sendable () -> Void = {
             let bench = SecureLoopbackBench(mode: mode, size: size)
             Benchmark(
                 "Loopback \(mode.rawValue) async \(size / 1024) KiB to 1 receiver",
-                configuration: .init(metrics: metrics, warmupIterations: 2, scalingFactor: size > 4096 ? .hundred : .kilo, maxDuration: .seconds(5), maxIterations: 200)
+                configuration: .init(metrics: metrics, warmupIterations: 2, scalingFactor: .kilo, maxDuration: .seconds(5), maxIterations: 200)
             ) { benchmark in
                 try await bench.asyncBatch(benchmark)
             } setup: {

@@ -1,5 +1,6 @@
 import CohortCore
 import Crypto
+import Foundation
 import NIOCore
 
 /// The datagram multicast discovery sends: a versioned header, then a member record.

@@ -69,9 +69,19 @@ final class TLSMaterial: Sendable {
     static func stamp(_ path: String) throws -> FileStamp {
         do {
             let attributes = try FileManager.default.attributesOfItem(atPath: path)
+            func number(_ value: Any?) -> UInt64 {
+                switch value {
+                case let n as Int: return UInt64(truncatingIfNeeded: n)
+                case let n as UInt64: return n
+                case let n as UInt: return UInt64(n)
+                case let n as Int64: return UInt64(truncatingIfNeeded: n)
+                case let n as NSNumber: return n.uint64Value
+                default: return 0
+                }
+            }
             return FileStamp(
-                inode: (attributes[.systemFileNumber] as? NSNumber)?.uint64Value ?? 0,
-                size: (attributes[.size] as? NSNumber)?.uint64Value ?? 0,
+                inode: number(attributes[.systemFileNumber]),
+                size: number(attributes[.size]),
                 modified: (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
             )
         } catch {

@@ -1,5 +1,6 @@
 import CohortCore
 import DequeModule
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import Synchronization

@@ -102,7 +102,7 @@ struct SharedKeyTests {
     @Test func framesWrittenBeforeTheHandshakeGoOutSealedAndOpenOnTheOtherSide() throws {
         let pair = try Pair(client: [Self.k1], server: [Self.k1])
         // The connection's handler writes at once; the frame waits for the handshake.
-        try pair.client.writeOutbound(Self.data("secret session id 42"))
+        pair.client.writeAndFlush(Self.data("secret session id 42"), promise: nil)
         pair.pump()
         let frames = pair.serverFrames()
         #expect(frames.count == 1)
@@ -113,7 +113,7 @@ struct SharedKeyTests {
         frame.body.moveReaderIndex(forwardBy: 4)
         #expect(frame.body.readString(length: frame.body.readableBytes) == "secret session id 42")
         // The other way as well; neither payload is on the wire in clear.
-        try pair.server.writeOutbound(Self.data("the answer"))
+        pair.server.writeAndFlush(Self.data("the answer"), promise: nil)
         pair.pump()
         #expect(pair.clientFrames().count == 1)
         #expect(!Self.contains(pair.clientWire, "secret session"))
@@ -125,7 +125,7 @@ struct SharedKeyTests {
         let pair = try Pair(client: [Self.k1], server: [Self.k1])
         pair.pump()
         let before = pair.clientWire.count
-        try pair.client.writeOutbound(Self.data("transfer everything"))
+        pair.client.writeAndFlush(Self.data("transfer everything"), promise: nil)
         pair.pump()
         #expect(pair.serverFrames().count == 1)
         let captured = pair.clientWire[before]
@@ -149,7 +149,7 @@ struct SharedKeyTests {
             let pair = try Pair(client: [Self.k1], server: [Self.k1])
             pair.pump()
             let before = pair.clientWire.count
-            try pair.client.writeOutbound(Self.data("x"))
+            pair.client.writeAndFlush(Self.data("x"), promise: nil)
             // Take the sealed frame off the client's wire before the server sees it.
             var sealed = try #require(try pair.client.readOutbound(as: ByteBuffer.self))
             #expect(pair.clientWire.count == before)
@@ -180,7 +180,7 @@ struct SharedKeyTests {
         // Same id, other secret: the client sees the server's proof fail and never says hello;
         // the server never passes a frame up.
         let wrong = try Pair(client: [Self.otherK1], server: [Self.k1])
-        try wrong.client.writeOutbound(Self.data("let me in"))
+        wrong.client.writeAndFlush(Self.data("let me in"), promise: nil)
         wrong.pump()
         #expect(wrong.serverFrames().isEmpty)
         #expect(!Self.contains(wrong.clientWire, "let me in"))
@@ -211,7 +211,7 @@ struct SharedKeyTests {
         // clients that did not both get in; a key outside the list does not.
         for (clientKeys, admitted) in [([Self.k1], true), ([Self.k2, Self.k1], true), ([ClusterKey.generate(id: 3)], false)] {
             let pair = try Pair(client: clientKeys, server: [Self.k1, Self.k2])
-            try pair.client.writeOutbound(Self.data("hi"))
+            pair.client.writeAndFlush(Self.data("hi"), promise: nil)
             pair.pump()
             #expect(pair.serverFrames().count == (admitted ? 1 : 0), "client keys \(clientKeys.map(\.id))")
         }

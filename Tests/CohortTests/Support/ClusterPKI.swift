@@ -50,7 +50,10 @@ final class ClusterPKI: @unchecked Sendable {
         let temporary = destination + ".new"
         try? FileManager.default.removeItem(atPath: temporary)
         try FileManager.default.copyItem(atPath: source, toPath: temporary)
-        _ = try FileManager.default.replaceItemAt(URL(fileURLWithPath: destination), withItemAt: URL(fileURLWithPath: temporary))
+        // rename(2): atomic, and replaces the destination if there is one.
+        guard rename(temporary, destination) == 0 else {
+            throw CohortError(.internal, "cannot move \(temporary) to \(destination): errno \(errno)")
+        }
     }
 
     private func run(_ arguments: [String]) throws {

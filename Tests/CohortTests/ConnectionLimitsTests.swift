@@ -76,7 +76,7 @@ struct ConnectionLimitsTests {
         #expect(await eventually(timeout: .seconds(30)) { node.core.refusedCount(.handshakeTimeout) >= 1 })
         #expect(await eventually(timeout: .seconds(30)) { node.core.gate.openConnections <= 2 }, "open: \(node.core.gate.openConnections)")
         #expect(node.core.gate.openConnections <= limits.maxInboundConnectionsPerSource + 2)
-        #expect(log.snapshot.accepted.map(\.id) == [memberRecord.id])
+        #expect(Set(log.snapshot.accepted.map(\.id)) == [memberRecord.id], "only the member was accepted (once per connection it opened)")
 
         // The member is served after the flood as well.
         #expect(await member.send(message, to: [target]).outcome(for: target.id) == .delivered)

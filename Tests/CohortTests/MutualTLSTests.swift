@@ -56,7 +56,7 @@ struct MutualTLSTests {
         }
 
         // Only the real member was ever accepted, and only its message arrived.
-        #expect(log.snapshot.accepted.map(\.id) == [memberRecord.id])
+        #expect(Set(log.snapshot.accepted.map(\.id)) == [memberRecord.id], "only the member was accepted (once per connection it opened)")
         #expect(log.snapshot.received.count == 1)
         await server.shutdown()
     }

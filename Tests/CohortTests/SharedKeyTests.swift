@@ -254,7 +254,7 @@ struct SharedKeyTests {
             await outsider.shutdown()
         }
         // Only the member was ever admitted, and only its message arrived.
-        #expect(receiverLog.snapshot.accepted.map(\.id) == [memberRecord.id])
+        #expect(Set(receiverLog.snapshot.accepted.map(\.id)) == [memberRecord.id], "only the member was accepted (once per connection it opened)")
         #expect(receiverLog.snapshot.received.count == 1)
         #expect(receiver.core.refusedCount(.unauthenticated) >= 2)
         await receiver.shutdown()

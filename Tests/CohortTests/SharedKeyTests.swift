@@ -48,12 +48,12 @@ struct SharedKeyTests {
                 var moved = false
                 while let bytes = try? client.readOutbound(as: ByteBuffer.self) {
                     clientWire.append(bytes)
-                    if server.isActive { try? server.writeInbound(bytes) }
+                    if server.isActive { _ = try? server.writeInbound(bytes) }
                     moved = true
                 }
                 while let bytes = try? server.readOutbound(as: ByteBuffer.self) {
                     serverWire.append(bytes)
-                    if client.isActive { try? client.writeInbound(bytes) }
+                    if client.isActive { _ = try? client.writeInbound(bytes) }
                     moved = true
                 }
                 if !moved { return }
@@ -131,7 +131,7 @@ struct SharedKeyTests {
         let captured = pair.clientWire[before]
 
         // The same bytes again on the same connection: the counter nonce moved on.
-        try? pair.server.writeInbound(captured)
+        _ = try? pair.server.writeInbound(captured)
         #expect(pair.serverFrames().isEmpty)
         #expect(pair.serverRefusals == 1)
         #expect(!pair.server.isActive, "a connection that replays is closed")
@@ -139,7 +139,7 @@ struct SharedKeyTests {
         // On a new connection with its own handshake: other keys.
         let second = try Pair(client: [Self.k1], server: [Self.k1])
         second.pump()
-        try? second.server.writeInbound(captured)
+        _ = try? second.server.writeInbound(captured)
         #expect(second.serverFrames().isEmpty)
         #expect(second.serverRefusals == 1)
     }
@@ -156,7 +156,7 @@ struct SharedKeyTests {
             let original = sealed.getInteger(at: sealed.readerIndex + offset, as: UInt8.self)!
             // A value the parser still accepts (kind 7 is a heartbeat).
             sealed.setInteger(offset == 5 ? UInt8(7) : original ^ 1, at: sealed.readerIndex + offset)
-            try? pair.server.writeInbound(sealed)
+            _ = try? pair.server.writeInbound(sealed)
             #expect(pair.serverFrames().isEmpty, "header byte \(offset)")
             #expect(pair.serverRefusals == 1)
         }
@@ -169,7 +169,7 @@ struct SharedKeyTests {
         var hello = ByteBuffer()
         WireFormat.writeHeader(kind: .hello, length: body.readableBytes, into: &hello)
         hello.writeImmutableBuffer(body)
-        try? pair.server.writeInbound(hello)
+        _ = try? pair.server.writeInbound(hello)
         #expect(pair.serverFrames().isEmpty)
         #expect(try pair.server.readOutbound(as: ByteBuffer.self) == nil, "the stranger learns nothing, not even why")
         #expect(!pair.server.isActive)
@@ -201,7 +201,7 @@ struct SharedKeyTests {
         var proof = ByteBuffer()
         WireFormat.writeHeader(kind: .authProof, length: 32, into: &proof)
         proof.writeBytes([UInt8](repeating: 0xAB, count: 32))
-        try? forged.server.writeInbound(proof)
+        _ = try? forged.server.writeInbound(proof)
         #expect(forged.serverRefusals == 1)
         #expect(!forged.server.isActive)
     }

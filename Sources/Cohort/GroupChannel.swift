@@ -290,7 +290,9 @@ public final class GroupChannel: Service, Sendable {
         // service does not run yet and cannot be waited for: a message that arrives then (after
         // its sender's hello, which waits in the mailbox) is let through.
         let (known, serviceRuns) = state.withLockedValue { ($0.view.member(inbound.sender.id) != nil, $0.lifecycle.sending != nil) }
-        if !known && serviceRuns {
+        // (Senders of another domain and retired incarnations are refused by `decode` with their
+        // own reasons.)
+        if !known && serviceRuns && inbound.sender.domain == configuration.domain && !membership.isRetired(inbound.sender.id) {
             await membership.settle()
             guard isInView(inbound.sender.id) else {
                 hostileInput.record("notAMember", "refused message \(inbound.type) from \(inbound.sender.name) (\(inbound.sender.id)): not a member of the view")

@@ -238,9 +238,9 @@ struct SharedKeyTests {
         let member = TCPTransport(security: try .sharedKey([Self.k1]))
         let memberRecord = TransportConformance.localMember(0)
         _ = try await member.start(local: memberRecord, delegate: RecordingTransportDelegate())
-        let peer = try await member.handshake(with: target.endpoint, timeout: .seconds(10))
+        let peer = try await member.handshake(with: target.endpoint, timeout: .seconds(30))
         #expect(peer.id == target.id)
-        let message = OutboundMessage(type: MessageType(7), codec: .binary, payload: ByteBuffer(string: "hello members"), options: SendOptions(guarantee: .processed, timeout: .seconds(10)))
+        let message = OutboundMessage(type: MessageType(7), codec: .binary, payload: ByteBuffer(string: "hello members"), options: SendOptions(guarantee: .processed, timeout: .seconds(30)))
         #expect(await member.send(message, to: [target]).outcome(for: target.id) == .delivered)
         #expect(receiverLog.snapshot.received.map { String(decoding: $0.payload, as: UTF8.self) } == ["hello members"])
         await member.shutdown()
@@ -248,7 +248,7 @@ struct SharedKeyTests {
         for security in [TransportSecurity.plaintext, try .sharedKey([Self.otherK1])] {
             let outsider = TCPTransport(security: security)
             _ = try await outsider.start(local: TransportConformance.localMember(2), delegate: RecordingTransportDelegate())
-            await #expect(throws: (any Error).self) { try await outsider.handshake(with: target.endpoint, timeout: .seconds(10)) }
+            await #expect(throws: (any Error).self) { try await outsider.handshake(with: target.endpoint, timeout: .seconds(30)) }
             let report = await outsider.send(message, to: [target])
             #expect(report.outcome(for: target.id) != .delivered)
             await outsider.shutdown()

@@ -17,12 +17,12 @@ public struct ConnectionLimits: Sendable, Equatable {
     /// adds to its queue stops reading until its queue is empty (backpressure to its sender).
     public var inboundBytes: Int
 
-    /// Creates limits (defaults: 1,024 connections, 64 per source, 5 s handshake, 60 s idle,
+    /// Creates limits (defaults: 1,024 connections, 64 per source, 10 s handshake, 60 s idle,
     /// 256 MiB waiting).
     public init(
         maxInboundConnections: Int = 1024,
         maxInboundConnectionsPerSource: Int = 64,
-        handshakeTimeout: Duration = .seconds(5),
+        handshakeTimeout: Duration = .seconds(10),
         idleTimeout: Duration = .seconds(60),
         inboundBytes: Int = 256 * 1024 * 1024
     ) {

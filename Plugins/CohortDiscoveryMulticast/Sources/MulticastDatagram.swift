@@ -1,6 +1,4 @@
 import CohortCore
-import Crypto
-import Foundation
 import NIOCore
 
 /// The datagram multicast discovery sends: a versioned header, then a member record.
@@ -89,86 +87,41 @@ public enum MulticastDatagram {
     ///
     /// - Throws: ``CohortCore/CohortError/Code/badConfiguration`` when the member record (with
     ///   its metadata) does not fit in one UDP datagram.
-    ///   - signing: the cluster key to sign with (shared-key mode), or nil for an unsigned datagram.
-    ///   - time: the sender's wall-clock time in ms since 1970 (signed datagrams only).
-    public static func encode(_ kind: Kind, member: Member, allocator: ByteBufferAllocator = ByteBufferAllocator(), signing: ClusterKey? = nil, time: Int64 = 0) throws -> ByteBuffer {
+    public static func encode(_ kind: Kind, member: Member, allocator: ByteBufferAllocator = ByteBufferAllocator()) throws -> ByteBuffer {
+        try encodeUnsigned(kind, member: member, allocator: allocator, version: version, spare: 0)
+    }
+
+    /// The header and member record, with `spare` bytes of capacity for a trailer.
+    static func encodeUnsigned(_ kind: Kind, member: Member, allocator: ByteBufferAllocator, version: UInt8, spare: Int) throws -> ByteBuffer {
         var record = allocator.buffer(capacity: 128)
         WireFormat.writeMember(member, into: &record)
-        let total = headerSize + record.readableBytes
+        let total = headerSize + record.readableBytes + spare
         guard total <= maximumSize, record.readableBytes <= Int(UInt16.max) else {
             throw CohortError(.badConfiguration, "the member record of \(member.name) takes \(record.readableBytes) bytes, too large for one multicast datagram (\(maximumSize) bytes); keep the member metadata small")
         }
-        var buffer = allocator.buffer(capacity: total + trailerSize)
+        var buffer = allocator.buffer(capacity: total)
         buffer.writeInteger(magic)
-        buffer.writeInteger(signing == nil ? version : signedVersion)
+        buffer.writeInteger(version)
         buffer.writeInteger(kind.rawValue)
         buffer.writeInteger(UInt16(record.readableBytes))
         buffer.writeBuffer(&record)
-        if let signing {
-            guard total + trailerSize <= maximumSize else {
-                throw CohortError(.badConfiguration, "the member record of \(member.name) is too large for one signed multicast datagram; keep the member metadata small")
-            }
-            buffer.writeInteger(signing.id)
-            buffer.writeInteger(time)
-            let mac = buffer.withUnsafeReadableBytes { HMAC<SHA256>.authenticationCode(for: $0, using: macKey(signing)) }
-            buffer.writeBytes(mac)
-        }
         return buffer
     }
 
-    /// The MAC key of a cluster key: derived, so the cluster key itself is used for one purpose.
-    static func macKey(_ key: ClusterKey) -> SymmetricKey {
-        HKDF<SHA256>.deriveKey(inputKeyMaterial: SymmetricKey(data: key.secret), salt: [UInt8](), info: Array("cohort multicast datagram mac \(key.id)".utf8), outputByteCount: 32)
-    }
-
-    /// Checks a signed datagram's MAC and time and returns it without its trailer.
-    static func verify(_ datagram: ByteBuffer, keys: [ClusterKey], now: Int64, window: Duration) throws(DecodeError) -> ByteBuffer {
-        let size = datagram.readableBytes
-        guard size >= headerSize + trailerSize else { throw .malformed("\(size) bytes, too short for a signed datagram") }
-        let start = datagram.readerIndex
-        let signedLength = size - 32
-        let keyID = datagram.getInteger(at: start + size - trailerSize, as: UInt16.self)!
-        let time = datagram.getInteger(at: start + size - trailerSize + 2, as: Int64.self)!
-        guard let key = keys.first(where: { $0.id == keyID }) else {
-            throw .unauthenticated("signed with cluster key \(keyID), which this node does not hold")
-        }
-        let mac = datagram.getBytes(at: start + signedLength, length: 32)!
-        let valid = datagram.getSlice(at: start, length: signedLength)!.withUnsafeReadableBytes {
-            HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: $0, using: macKey(key))
-        }
-        guard valid else { throw .unauthenticated("wrong MAC") }
-        let windowMs = window.components.seconds.multipliedReportingOverflow(by: 1000).partialValue
-        let skew = now.subtractingReportingOverflow(time)
-        guard !skew.overflow, skew.partialValue.magnitude <= UInt64(windowMs) else {
-            throw .unauthenticated("sent at \(time) ms, outside the \(window) window of this node's clock (\(now) ms); replayed, or the clocks differ")
-        }
-        return datagram.getSlice(at: start, length: size - trailerSize)!
-    }
-
     /// Decodes a datagram; never traps on any input.
-    ///
-    /// - Parameters:
-    ///   - keys: the cluster keys; when not empty only signed datagrams with a valid MAC within
-    ///     `window` of `now` are read.
-    ///   - now: this node's wall-clock time, ms since 1970.
-    public static func decode(_ datagram: ByteBuffer, keys: [ClusterKey] = [], now: Int64 = 0, window: Duration = .seconds(30)) throws(DecodeError) -> Decoded {
-        var datagram = datagram
-        if !keys.isEmpty {
-            guard datagram.readableBytes >= 5, datagram.getInteger(at: datagram.readerIndex, as: UInt32.self) == magic else {
-                throw .malformed("wrong magic")
-            }
-            guard datagram.getInteger(at: datagram.readerIndex + 4, as: UInt8.self) == signedVersion else {
-                throw .unauthenticated("no MAC (this node has cluster keys and reads signed datagrams only)")
-            }
-            datagram = try verify(datagram, keys: keys, now: now, window: window)
-        }
+    public static func decode(_ datagram: ByteBuffer) throws(DecodeError) -> Decoded {
+        try decode(datagram, expecting: version)
+    }
+
+    /// Decodes a datagram (without its trailer) of format `expected`.
+    static func decode(_ datagram: ByteBuffer, expecting expected: UInt8) throws(DecodeError) -> Decoded {
         var buffer = datagram
         guard buffer.readableBytes >= headerSize else {
             throw .malformed("\(buffer.readableBytes) bytes, shorter than the \(headerSize)-byte header")
         }
         guard buffer.readInteger(as: UInt32.self) == magic else { throw .malformed("wrong magic") }
         let format = buffer.readInteger(as: UInt8.self)!
-        guard format == (keys.isEmpty ? version : signedVersion) else { throw .incompatibleVersion(format) }
+        guard format == expected else { throw .incompatibleVersion(format) }
         let rawKind = buffer.readInteger(as: UInt8.self)!
         guard let kind = Kind(rawValue: rawKind) else { throw .malformed("unknown kind \(rawKind)") }
         let length = Int(buffer.readInteger(as: UInt16.self)!)

@@ -47,6 +47,7 @@ let inMemoryTracing: Target.Dependency = .product(name: "InMemoryTracing", packa
 let metricsTestKit: Target.Dependency = .product(name: "MetricsTestKit", package: "swift-metrics")
 /// Vapor, only when the `Vapor` trait is on (every source of the Vapor targets is under `#if Vapor`).
 let vapor: Target.Dependency = .product(name: "Vapor", package: "vapor", condition: .when(traits: ["Vapor"]))
+let crypto: Target.Dependency = .product(name: "Crypto", package: "swift-crypto")
 
 /// A built-in plugin: its module (linked into `Cohort`, the default host) and what it needs.
 struct BuiltInPlugin {
@@ -55,7 +56,7 @@ struct BuiltInPlugin {
 }
 
 let builtInPlugins = [
-    BuiltInPlugin(name: "CohortTransportTCP", dependencies: [nioCore, nioPosix, nioConcurrencyHelpers, logging, metrics, deque]),
+    BuiltInPlugin(name: "CohortTransportTCP", dependencies: [nioCore, nioPosix, nioConcurrencyHelpers, logging, metrics, deque, crypto, .product(name: "NIOSSL", package: "swift-nio-ssl")]),
     BuiltInPlugin(name: "CohortCodecBinary", dependencies: [nioCore]),
     BuiltInPlugin(name: "CohortCodecJSON", dependencies: [nioCore]),
     BuiltInPlugin(name: "CohortDiscoveryStatic", dependencies: []),
@@ -66,7 +67,7 @@ let builtInPlugins = [
         .product(name: "NIOSSL", package: "swift-nio-ssl"),
     ]),
     BuiltInPlugin(name: "CohortDiscoveryDNS", dependencies: [nioConcurrencyHelpers, logging]),
-    BuiltInPlugin(name: "CohortDiscoveryMulticast", dependencies: [nioCore, nioPosix, nioConcurrencyHelpers, logging, metrics]),
+    BuiltInPlugin(name: "CohortDiscoveryMulticast", dependencies: [nioCore, nioPosix, nioConcurrencyHelpers, logging, metrics, crypto]),
 ]
 
 let package = Package(
@@ -113,6 +114,7 @@ let package = Package(
         .package(url: "https://github.com/vapor/vapor.git", from: "4.122.3"),
         // The Compression interceptor (deflate/gzip over zlib).
         .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
     ],
     targets: [
         .target(
@@ -213,7 +215,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CohortCLITests",
-            dependencies: ["CohortCLI", "CohortTestKit"],
+            dependencies: ["CohortCLI", "CohortTestKit", "Cohort", "CohortCore"],
             swiftSettings: swiftSettings
         ),
         // Multicast discovery and membership hardening, over loopback and in network namespaces

@@ -58,6 +58,7 @@ let package = Package(
         benchmarkTarget("Serialization"),
         benchmarkTarget("FanOut", extra: [.product(name: "CohortTestKit", package: "cohort")]),
         benchmarkTarget("Loopback"),
+        benchmarkTarget("SecureLoopback"),
         benchmarkTarget("PluginBoundary"),
         // The cost per message of each interceptor stage at 1 KiB and 64 KiB (issue 16).
         benchmarkTarget("Interceptors"),

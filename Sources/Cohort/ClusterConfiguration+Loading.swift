@@ -13,6 +13,7 @@ extension ClusterConfiguration {
         "queueLimit", "queuePolicy", "interceptors", "sendTimeoutMs", "minimumMembers",
         "fragmentSize", "maxMessageSize", "fragmentExpireMs", "compressionAlgorithm", "compressionMinSize",
         "compressionLevel", "maxDecompressedSize", "orderGapTimeoutMs", "orderMaxHeld", "interceptorSettings",
+        "clusterKeys", "insecure", "tlsCertificateFile", "tlsKeyFile", "tlsCaFile",
     ]
 
     /// The environment variable for a key.
@@ -163,6 +164,17 @@ extension ClusterConfiguration {
                 guard let dict = settings as? [String: Any] else { throw bad("an object of objects: interceptor name → settings") }
                 interceptorSettings[name] = dict.mapValues { "\($0)" }
             }
+        case "clusterKeys":
+            do {
+                clusterKeys = try ClusterKey.parseList(try list().joined(separator: ","))
+            } catch let error as CohortError {
+                // The message names the key's id and the problem, never the secret.
+                throw CohortError(.badConfiguration, "configuration key 'clusterKeys' in \(source): \(error.message)")
+            }
+        case "insecure": insecure = try bool()
+        case "tlsCertificateFile": tlsCertificateFile = try string()
+        case "tlsKeyFile": tlsKeyFile = try string()
+        case "tlsCaFile": tlsCAFile = try string()
         default:
             let close = Self.keys.filter { $0.lowercased().hasPrefix(String(key.lowercased().prefix(3))) }
             let hint = close.isEmpty ? "" : " (did you mean \(close.joined(separator: " or "))?)"

@@ -50,6 +50,20 @@ public struct ClusterConfiguration: Sendable, Equatable {
     /// The fewest members, this node included, the node must see to be in quorum
     /// (``GroupChannel/isInQuorum``); 1 (the default) means always.
     public var minimumMembers: Int = 1
+    /// The cluster keys of shared-key mode (the first one opens connections; all are accepted).
+    /// Empty: no shared key. See ``ClusterKey`` and docs/security.md.
+    public var clusterKeys: [ClusterKey] = []
+    /// Mutual TLS: this node's PEM certificate (its member name as a `DNS:` subject alternative
+    /// name), its private key and the cluster CA's certificate. All three, or none. Read again
+    /// when they change on disk.
+    public var tlsCertificateFile: String?
+    /// See ``tlsCertificateFile``.
+    public var tlsKeyFile: String?
+    /// See ``tlsCertificateFile``.
+    public var tlsCAFile: String?
+    /// Run without cluster credentials even though the listener is reachable beyond loopback.
+    /// Off by default: such a node refuses to start (see ``validate()``).
+    public var insecure: Bool = false
 
     /// Creates a configuration.
     public init(
@@ -113,6 +127,25 @@ public struct ClusterConfiguration: Sendable, Equatable {
         if failureDetector.confirmations < 1 { throw bad("confirmations", "must be at least 1") }
         if dispatch.queueLimit < 1 { throw bad("queueLimit", "must be at least 1") }
         if minimumMembers < 1 { throw bad("minimumMembers", "must be at least 1 (the node itself), got \(minimumMembers)") }
+        try ClusterKey.checkUnique(clusterKeys)
+        let tlsFiles = [tlsCertificateFile, tlsKeyFile, tlsCAFile].compactMap { $0 }.filter { !$0.isEmpty }
+        if !tlsFiles.isEmpty && tlsFiles.count != 3 {
+            throw bad("tlsCertificateFile", "mutual TLS needs all three of tlsCertificateFile, tlsKeyFile and tlsCaFile")
+        }
+        if tlsFiles.count == 3 && !clusterKeys.isEmpty {
+            throw bad("clusterKeys", "choose one: cluster keys (shared-key mode) or TLS files (mutual TLS), not both")
+        }
+        if !hasClusterCredentials && !insecure && !Self.isLoopback(listen.host) {
+            throw CohortError(.unauthenticated, """
+                the cluster listener \(listen) is reachable beyond loopback and no cluster credentials are set: \
+                anyone who can reach that port could join the cluster and read every session. \
+                Give every member the same cluster key (make one with `cohort key`, then set COHORT_CLUSTER_KEYS=1:<hex>, \
+                the configuration key 'clusterKeys', or --cluster-key-file) or certificates for mutual TLS \
+                (COHORT_TLS_CERTIFICATE_FILE, COHORT_TLS_KEY_FILE, COHORT_TLS_CA_FILE), or listen on 127.0.0.1, \
+                or, on a network where every host is trusted, say so explicitly with COHORT_INSECURE=true \
+                (configuration key 'insecure', flag --insecure). See docs/security.md.
+                """)
+        }
         // Names that are not built in may be interceptor plugins of the libraries listed in
         // `plugins`; the channel checks them against its registry when it starts.
         let pluginNames: ((String) -> Bool)? = plugins.isEmpty ? { _ in false } : nil
@@ -130,5 +163,47 @@ public struct ClusterConfiguration: Sendable, Equatable {
         if !(1...9).contains(compression.level) { throw bad("compressionLevel", "must be between 1 (fastest) and 9 (smallest), got \(compression.level)") }
         if order.gapTimeout <= .zero { throw bad("orderGapTimeoutMs", "must be positive") }
         if order.maxHeldPerSender < 1 { throw bad("orderMaxHeld", "must be at least 1") }
+    }
+}
+
+extension ClusterConfiguration {
+    /// Whether the node has credentials a peer must prove it shares (a cluster key).
+    public var hasClusterCredentials: Bool { !clusterKeys.isEmpty || usesMutualTLS }
+
+    /// Whether the three TLS files are set.
+    public var usesMutualTLS: Bool {
+        [tlsCertificateFile, tlsKeyFile, tlsCAFile].allSatisfy { !($0 ?? "").isEmpty }
+    }
+
+    /// Whether a listen host is reachable from this machine only (`127.0.0.0/8`, `::1`, `localhost`).
+    /// A wildcard (`0.0.0.0`, `::`), a name or any other address is reachable beyond it.
+    public static func isLoopback(_ host: String) -> Bool {
+        let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        if bare == "localhost" || bare == "::1" || bare == "0:0:0:0:0:0:0:1" { return true }
+        let octets = bare.split(separator: ".", omittingEmptySubsequences: false)
+        return octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil }
+    }
+
+    /// The values the discovery plugin gets: ``discoverySettings`` plus the cluster keys (the
+    /// multicast discovery signs its datagrams with them).
+    var discoveryPluginValues: [String: String] {
+        var values = discoverySettings
+        // Only the multicast discovery reads them (other plugins may refuse keys they do not know).
+        if !clusterKeys.isEmpty, discovery.hasSuffix("multicast"), values["clusterKeys"] == nil {
+            values["clusterKeys"] = ClusterKey.text(of: clusterKeys)
+        }
+        return values
+    }
+
+    /// The values the transport plugin gets: ``transportSettings`` plus the cluster keys.
+    var transportPluginValues: [String: String] {
+        var values = transportSettings
+        if !clusterKeys.isEmpty { values["clusterKeys"] = ClusterKey.text(of: clusterKeys) }
+        if usesMutualTLS {
+            values["tlsCertificateFile"] = tlsCertificateFile
+            values["tlsKeyFile"] = tlsKeyFile
+            values["tlsCAFile"] = tlsCAFile
+        }
+        return values
     }
 }

@@ -25,14 +25,14 @@ extension GroupChannel {
             if !already { try PluginLoader.load(file, into: registry) }
         }
         let log = logger ?? Logger(label: "cohort")
-        let transportSettings = PluginSettings(values: configuration.transportSettings, transport: configuration.wire, logger: log)
+        let transportSettings = PluginSettings(values: configuration.transportPluginValues, transport: configuration.wire, logger: log)
         let transport = try registry.factory(configuration.transport, kind: .transport).makeTransport(settings: transportSettings)
         let codecSettings = PluginSettings(transport: configuration.wire, logger: log)
         let codec = try registry.factory(configuration.codec, kind: .codec).makeCodec(settings: codecSettings)
         let receivable = registry.plugins.filter { $0.kind == .codec }.compactMap {
             try? registry.factory($0.id, kind: .codec).makeCodec(settings: codecSettings)
         }
-        let discoverySettings = PluginSettings(values: configuration.discoverySettings, transport: configuration.wire, logger: log)
+        let discoverySettings = PluginSettings(values: configuration.discoveryPluginValues, transport: configuration.wire, logger: log)
         let discovery = try registry.factory(configuration.discovery, kind: .discovery).makeDiscovery(settings: discoverySettings)
         self.init(configuration: configuration, transport: transport, codec: codec, codecs: receivable, discovery: discovery, logger: log, registry: registry)
         if let configurationError { throw configurationError }

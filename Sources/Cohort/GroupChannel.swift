@@ -50,6 +50,12 @@ public final class GroupChannel: Service, Sendable {
     /// Where the spans of acknowledged sends go; nil: the process's (`InstrumentationSystem.tracer`).
     let tracer: (any Tracer)?
     private let decompressionRefused = Counter(label: "cohort.compression.refused")
+    /// Messages that did not decode (metric `cohort.messages.undecodable`).
+    private let undecodableCounter = Counter(label: "cohort.messages.undecodable")
+    /// Messages from a sender outside the view (metric `cohort.messages.not_a_member`).
+    private let notAMemberCounter = Counter(label: "cohort.messages.not_a_member")
+    /// Refused input, counted by kind (`undecodable`, `notAMember`), logged at a limited rate.
+    let hostileInput: MalformedInputLog
     let quorumTracker: QuorumTracker
 
     /// What a transport callback can reach, built before the listener opens.
@@ -126,6 +132,7 @@ public final class GroupChannel: Service, Sendable {
         var logger = logger ?? Logger(label: "cohort")
         logger[metadataKey: "node"] = "\(configuration.name)"
         self.logger = logger
+        self.hostileInput = MalformedInputLog(logger: logger)
         let local = Member(
             name: configuration.name,
             endpoint: configuration.listen,
@@ -352,6 +359,23 @@ public final class GroupChannel: Service, Sendable {
     }
 
     func dispatch(_ inbound: InboundMessage, membership: MembershipService) async -> DeliveryResult {
+        // Only members of the view are heard. A member's first message may overtake its
+        // admission (the transport hands the hello to the membership service's mailbox and the
+        // data to the receive path at once): only then, rarely, the check waits for the
+        // service to handle what it was sent, and looks again. While the channel starts the
+        // service does not run yet and cannot be waited for: a message that arrives then (after
+        // its sender's hello, which waits in the mailbox) is let through.
+        let (known, serviceRuns) = state.withLockedValue { ($0.view.member(inbound.sender.id) != nil, $0.lifecycle.sending != nil) }
+        // (Senders of another domain and retired incarnations are refused by `decode` with their
+        // own reasons.)
+        if !known && serviceRuns && inbound.sender.domain == configuration.domain && !membership.isRetired(inbound.sender.id) {
+            await membership.settle()
+            guard isInView(inbound.sender.id) else {
+                hostileInput.record("notAMember", "refused message \(inbound.type) from \(inbound.sender.name) (\(inbound.sender.id)): not a member of the view")
+                notAMemberCounter.increment()
+                return .rejected("\(inbound.sender.name) (\(inbound.sender.id)) is not a member of \(configuration.name)'s view")
+            }
+        }
         // The checks and the decoding are synchronous, in a function of their own, so that what
         // they use (the registry, the codec) does not sit in this async frame while handlers run.
         let (message, list, refusal) = decode(inbound, membership: membership)
@@ -387,7 +411,8 @@ public final class GroupChannel: Service, Sendable {
             message = try registry.decode(inbound.type, codec: codec, from: &payload)
         } catch {
             if let error = error as? CohortError, error.code == .decompressionRefused { decompressionRefused.increment() }
-            logger.warning("rejected message \(inbound.type) from \(inbound.sender.name): \(error)")
+            undecodableCounter.increment()
+            hostileInput.record("undecodable", "rejected message \(inbound.type) from \(inbound.sender.name): \(error)")
             return (nil, [], .rejected("\(error)"))
         }
         guard !list.isEmpty else {
@@ -414,6 +439,17 @@ public final class GroupChannel: Service, Sendable {
         }
         return payload
     }
+
+    /// Whether a member id is in the current view.
+    private func isInView(_ id: MemberID) -> Bool {
+        state.withLockedValue { $0.view.member(id) != nil }
+    }
+
+    /// Messages refused because they did not decode (counted, logged at a limited rate).
+    public var undecodableMessages: Int { hostileInput.count("undecodable") }
+
+    /// Messages refused because their sender was not a member of the view.
+    public var messagesFromNonMembers: Int { hostileInput.count("notAMember") }
 
     // MARK: - membership
 

@@ -9,7 +9,7 @@ struct CohortCommand: AsyncParsableCommand {
         abstract: "Cohort: replicated state for Swift servers.",
         subcommands: [
             DemoCommand.self, ServeCommand.self, NodeCommand.self, ChannelTourCommand.self, PluginsCommand.self, ChaosCommand.self,
-            MembersCommand.self, SessionsCommand.self, StatusCommand.self, LeaveCommand.self,
+            MembersCommand.self, SessionsCommand.self, StatusCommand.self, LeaveCommand.self, KeyCommand.self,
         ],
         defaultSubcommand: nil
     )

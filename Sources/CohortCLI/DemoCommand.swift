@@ -40,13 +40,12 @@ struct DemoCommand: AsyncParsableCommand {
         registry.installSignalHandlers()
         defer { registry.stopAll(signal: SIGKILL) }
 
+        // The nodes share a key made for this run: even on loopback, another user of the machine
+        // who finds the ports cannot join the demo's cluster or read its sessions.
+        let environment = Self.nodeEnvironment(key: ClusterKey.generate())
         for i in 0..<nodes {
-            let name = "node\(i + 1)"
-            let others = cluster.enumerated().filter { $0.offset != i }.map(\.element).joined(separator: ",")
-            let child = try DemoNode(executable: exe, name: name, httpPort: httpPort + i, arguments: [
-                "serve", "--name", name, "--http-port", "\(httpPort + i)", "--listen", cluster[i],
-                "--members", others, "--codec", codec, "--manager", manager, "--mode", mode,
-            ])
+            let launch = Self.nodeLaunch(index: i, cluster: cluster, httpPort: httpPort, codec: codec, manager: manager, mode: mode)
+            let child = try DemoNode(executable: exe, name: launch.name, httpPort: httpPort + i, arguments: launch.arguments, environment: environment)
             children.append(child)
             registry.add(child)
         }
@@ -92,6 +91,25 @@ struct DemoCommand: AsyncParsableCommand {
         for child in children { child.waitForExit(seconds: 15) }
     }
 
+    /// The name and `cohort` arguments of the demo's node `index` (0-based) in `cluster`.
+    static func nodeLaunch(index i: Int, cluster: [String], httpPort: Int, codec: String = "binary", manager: String = "delta", mode: String = "sync") -> (name: String, arguments: [String]) {
+        let name = "node\(i + 1)"
+        let others = cluster.enumerated().filter { $0.offset != i }.map(\.element).joined(separator: ",")
+        return (name, [
+            "serve", "--name", name, "--http-port", "\(httpPort + i)", "--listen", cluster[i],
+            "--members", others, "--codec", codec, "--manager", manager, "--mode", mode,
+        ])
+    }
+
+    /// The environment of the demo's nodes: this process's, plus the run's cluster key
+    /// (`COHORT_CLUSTER_KEYS`; in the environment, not the arguments, which `ps` shows).
+    static func nodeEnvironment(key: ClusterKey, base: [String: String] = ProcessInfo.processInfo.environment) -> [String: String] {
+        var environment = base
+        environment["COHORT_CLUSTER_KEYS"] = key.text
+        environment["COHORT_INSECURE"] = nil
+        return environment
+    }
+
     /// Increment on node 1, read on node 2, SIGKILL node 1, continue on node 3.
     func runTour(_ children: [DemoNode]) async throws -> Bool {
         let client = DemoHTTP()
@@ -135,11 +153,12 @@ final class DemoNode: @unchecked Sendable {
     private let lock = NSLock()
     private var collected: [String] = []
 
-    init(executable: String, name: String, httpPort: Int, arguments: [String]) throws {
+    init(executable: String, name: String, httpPort: Int, arguments: [String], environment: [String: String]? = nil) throws {
         self.name = name
         self.httpPort = httpPort
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
+        if let environment { process.environment = environment }
         let output = Pipe()
         process.standardOutput = output
         process.standardError = output

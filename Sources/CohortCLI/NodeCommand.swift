@@ -31,6 +31,7 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("JSON configuration file (environment variables COHORT_* override it).", valueName: "FILE")) var config: String?
     @Option(help: ArgumentHelp("Send guarantee for lines read from standard input.", valueName: "async|receipt|processed")) var guarantee: String = "processed"
     @OptionGroup var pluginOptions: PluginOptions
+    @OptionGroup var securityOptions: SecurityOptions
     @Flag(help: "Log debug information to standard error.") var verbose = false
 
     func validate() throws {
@@ -53,6 +54,7 @@ struct NodeCommand: AsyncParsableCommand {
     func makeConfiguration() throws -> ClusterConfiguration {
         var base = ClusterConfiguration()
         base.name = "node-\(ProcessInfo.processInfo.processIdentifier)"
+        try securityOptions.apply(to: &base)
         var configuration = try ClusterConfiguration.load(file: config, base: base)
         if let name { configuration.name = name }
         if let listen { configuration.listen = try parse(listen, "--listen") }

@@ -42,10 +42,14 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Seconds between anti-entropy rounds (digest exchange with one member); 0 turns the periodic rounds off.") var antiEntropy: Int = 30
     @Option(help: ArgumentHelp("JSON configuration file (COHORT_* environment variables override it).", valueName: "FILE")) var config: String?
     @OptionGroup var pluginOptions: PluginOptions
+    @OptionGroup var securityOptions: SecurityOptions
+    @Option(help: "Host of --admin-port (default 127.0.0.1; POST /cluster/leave is served there only on a loopback host or with --allow-leave).") var adminHost: String = "127.0.0.1"
+    @Option(help: ArgumentHelp("File holding a bearer token the admin endpoints require (or COHORT_ADMIN_TOKEN).", valueName: "FILE")) var adminTokenFile: String?
+    @Flag(help: "Clients reach this node over TLS (a TLS-terminating proxy): session cookies get the Secure flag (or COHORT_BEHIND_TLS=true).") var behindTls = false
     @Flag(help: "Log debug information to standard error.") var verbose = false
     @Flag(help: "Accept POST /cluster/leave (`cohort leave`) on a non-loopback HTTP address: only where the port is not reachable by users.")
     var allowLeave = false
-    @Option(help: ArgumentHelp("Also serve the admin routes, POST /cluster/leave included, on 127.0.0.1:PORT only (for a Kubernetes preStop hook: cohort leave --admin 127.0.0.1:PORT).", valueName: "PORT"))
+    @Option(help: ArgumentHelp("Also serve the admin routes, POST /cluster/leave included, on --admin-host:PORT (127.0.0.1 by default; for a Kubernetes preStop hook: cohort leave --admin 127.0.0.1:PORT).", valueName: "PORT"))
     var adminPort: Int?
 
     /// Whether `POST /cluster/leave` is mounted: always on a loopback HTTP address.
@@ -93,6 +97,7 @@ struct ServeCommand: AsyncParsableCommand {
             // cookie's route is still in the cluster (ClusterSessionMiddleware).
             let boundRoute = route ?? name
             if !boundRoute.isEmpty { base.metadata["route"] = boundRoute }
+            try securityOptions.apply(to: &base)
             let configuration = try ClusterConfiguration.load(file: config, base: base)
             let registry = PluginRegistry()
             try pluginOptions.load(into: registry)
@@ -115,20 +120,32 @@ struct ServeCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
 
+        let environment = ProcessInfo.processInfo.environment
+        var adminToken = environment["COHORT_ADMIN_TOKEN"]
+        if let adminTokenFile {
+            guard let data = FileManager.default.contents(atPath: adminTokenFile) else {
+                Console.error("error: cannot read the admin token file '\(adminTokenFile)'; check the path and permissions")
+                throw ExitCode(2)
+            }
+            adminToken = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let secureCookie = behindTls || environment["COHORT_BEHIND_TLS"].flatMap { Bool(settingText: $0) } == true
         let router = Router(context: ClusterRequestContext.self)
-        node.addAdminRoutes(to: router, prometheus: prometheus, allowLeave: leaveAllowed)
+        node.addAdminRoutes(to: router, prometheus: prometheus, allowLeave: leaveAllowed, bearerToken: adminToken)
         let sessionRoutes = router.group()
-            .add(middleware: ClusterSessionMiddleware(manager: node.sessions, route: route ?? name, ready: { node.isReady }))
+            .add(middleware: ClusterSessionMiddleware(manager: node.sessions, route: route ?? name, secureCookie: secureCookie, ready: { node.isReady }))
         SampleApp.addRoutes(to: sessionRoutes, node: node)
         var services: [any Service] = [node, ServeAnnouncer(node: node)]
         if let adminPort {
-            // Loopback only: whoever can run a command in the pod (a preStop hook) may make it leave.
+            // On loopback (the default host) only whoever can run a command in the pod (a
+            // preStop hook) may make it leave; on another host only with --allow-leave.
             let adminRouter = Router(context: ClusterRequestContext.self)
-            node.addAdminRoutes(to: adminRouter, prometheus: prometheus, allowLeave: true)
+            let adminIsLoopback = adminHost == "localhost" || adminHost == "::1" || adminHost.hasPrefix("127.")
+            node.addAdminRoutes(to: adminRouter, prometheus: prometheus, allowLeave: adminIsLoopback || allowLeave, bearerToken: adminToken)
             services.append(Application(
                 router: adminRouter,
-                configuration: .init(address: .hostname("127.0.0.1", port: adminPort), serverName: "cohort-\(name)-admin"),
-                onServerRunning: { _ in Console.line("admin \(name) http://127.0.0.1:\(adminPort)") },
+                configuration: .init(address: .hostname(adminHost, port: adminPort), serverName: "cohort-\(name)-admin"),
+                onServerRunning: { _ in Console.line("admin \(name) http://\(adminHost):\(adminPort)") },
                 logger: Logger(label: "cohort.admin")
             ))
         }

@@ -64,6 +64,9 @@ public struct CohortError: Error, Sendable, CustomStringConvertible, Equatable {
         public static let incompleteMessage = Code("incompleteMessage")
         /// A generic internal failure; the message says more.
         public static let `internal` = Code("internal")
+        /// A peer did not prove it holds the cluster's credentials (key or certificate), or
+        /// this node is configured to refuse to run without them.
+        public static let unauthenticated = Code("unauthenticated")
 
         /// A code defined outside Cohort (for plugins): use a dotted, namespaced name.
         public static func custom(_ name: String) -> Code { Code(name) }

@@ -42,6 +42,13 @@ public enum WireFormat {
         case error = 9
         /// A probe: like hello but does not register the connection.
         case probe = 10
+        /// Shared-key mode, client → server, first frame of a connection: u8 scheme (1),
+        /// u16 key id, 32-byte client nonce. See docs/wire-format.md §6.
+        case authHello = 11
+        /// Shared-key mode, server → client: u16 key id, 32-byte server nonce, 32-byte server proof.
+        case authChallenge = 12
+        /// Shared-key mode, client → server: 32-byte client proof. Every later frame is sealed.
+        case authProof = 13
 
         public var description: String { "\(self.rawValue)" }
     }

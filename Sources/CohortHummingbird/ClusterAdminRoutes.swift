@@ -20,27 +20,25 @@ extension ClusterNode {
     /// | `GET /ready` | 200 once state transfer is done, 503 before, while shutting down and while not in quorum |
     /// | `GET /metrics` | Prometheus text, when a registry is given |
     ///
-    /// These routes share the app's HTTP server: `POST /cluster/leave` takes a node out of the
-    /// cluster, so it is off unless `allowLeave` is true — enable it only where the app's port is
-    /// not reachable by its users (loopback, a separate admin router, a network policy).
-    public func addAdminRoutes<Context: RequestContext>(to router: Router<Context>, prometheus: PrometheusCollectorRegistry? = nil, allowLeave: Bool = false) {
-        router.get("/cluster/members") { _, _ -> Response in
-            try Self.json(self.membersResponse())
-        }
-        router.get("/cluster/sessions") { _, _ -> Response in
-            try Self.json(SessionCountResponse(node: self.channel.localMember.name, sessions: await self.sessions.sessionIDs().count))
-        }
-        router.get("/cluster/status") { _, _ -> Response in
-            try Self.json(await self.status())
-        }
-        if allowLeave {
-            router.post("/cluster/leave") { _, _ -> Response in
-                self.leave()
-                var response = try Self.json(await self.status())
-                response.status = .accepted
-                return response
-            }
-        }
+    /// `POST /cluster/leave` takes a node out of the cluster, so it is off unless `allowLeave` is
+    /// true — enable it only where the port is not reachable by the app's users (loopback, a
+    /// separate admin router or port, a network policy) or behind `bearerToken`.
+    ///
+    /// - Parameters:
+    ///   - prometheus: the registry `/metrics` serves; nil serves no `/metrics`.
+    ///   - allowLeave: whether to mount `POST /cluster/leave`.
+    ///   - bearerToken: when set, every `/cluster/…` route and `/metrics` answer 401 unless the
+    ///     request carries `Authorization: Bearer <token>` (`/alive` and `/ready` stay open for
+    ///     probes). They reveal member ids and addresses, session counts and metrics: protect
+    ///     them, or serve them on an address of their own
+    ///     (``addClusterRoutes(to:prometheus:allowLeave:bearerToken:)`` on a second router).
+    public func addAdminRoutes<Context: RequestContext>(to router: Router<Context>, prometheus: PrometheusCollectorRegistry? = nil, allowLeave: Bool = false, bearerToken: String? = nil) {
+        addHealthRoutes(to: router)
+        addClusterRoutes(to: router, prometheus: prometheus, allowLeave: allowLeave, bearerToken: bearerToken)
+    }
+
+    /// Mounts `GET /alive` and `GET /ready` (for load balancers and Kubernetes probes).
+    public func addHealthRoutes<Context: RequestContext>(to router: Router<Context>) {
         router.get("/alive") { _, _ -> Response in
             Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "alive\n")))
         }
@@ -54,12 +52,53 @@ extension ClusterNode {
                 body: .init(byteBuffer: ByteBuffer(string: text))
             )
         }
+    }
+
+    /// Mounts `GET /cluster/members`, `GET /cluster/sessions`, `GET /cluster/status`, with
+    /// `allowLeave` `POST /cluster/leave`, and (with a registry) `GET /metrics`, behind
+    /// `bearerToken` when one is given.
+    public func addClusterRoutes<Context: RequestContext>(to router: Router<Context>, prometheus: PrometheusCollectorRegistry? = nil, allowLeave: Bool = false, bearerToken: String? = nil) {
+        let token = bearerToken.flatMap { $0.isEmpty ? nil : $0 }
+        router.get("/cluster/members") { request, _ -> Response in
+            try Self.authorize(request, token: token)
+            return try Self.json(self.membersResponse())
+        }
+        router.get("/cluster/sessions") { request, _ -> Response in
+            try Self.authorize(request, token: token)
+            return try Self.json(SessionCountResponse(node: self.channel.localMember.name, sessions: await self.sessions.sessionIDs().count))
+        }
+        router.get("/cluster/status") { request, _ -> Response in
+            try Self.authorize(request, token: token)
+            return try Self.json(await self.status())
+        }
+        if allowLeave {
+            router.post("/cluster/leave") { request, _ -> Response in
+                try Self.authorize(request, token: token)
+                self.leave()
+                var response = try Self.json(await self.status())
+                response.status = .accepted
+                return response
+            }
+        }
         if let prometheus {
-            router.get("/metrics") { _, _ -> Response in
+            router.get("/metrics") { request, _ -> Response in
+                try Self.authorize(request, token: token)
                 var bytes: [UInt8] = []
                 prometheus.emit(into: &bytes)
                 return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
             }
+        }
+    }
+
+    /// Refuses a request without `Authorization: Bearer <token>` (compared in constant time).
+    static func authorize(_ request: Request, token: String?) throws {
+        guard let token else { return }
+        let given = Array((request.headers[.authorization] ?? "").utf8)
+        let wanted = Array("Bearer \(token)".utf8)
+        var difference = UInt8(given.count == wanted.count ? 0 : 1)
+        for i in 0..<wanted.count { difference |= wanted[i] ^ (i < given.count ? given[i] : 0) }
+        guard difference == 0 else {
+            throw HTTPError(.unauthorized, headers: [.wwwAuthenticate: "Bearer"], message: "this endpoint needs the admin token (Authorization: Bearer <token>)")
         }
     }
 

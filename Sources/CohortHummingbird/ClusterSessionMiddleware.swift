@@ -28,6 +28,17 @@ public final class ClusterSessionSlot: @unchecked Sendable {
         }
     }
 
+    /// Gives the request's session a new id (against session fixation: call it when a user logs
+    /// in or their rights change); the old id stops working when the request ends, the new one
+    /// goes out in the cookie. Does nothing when the request has no session.
+    public func rotateID(_ manager: SessionManager) {
+        lock.withLock {
+            guard var session = _session, !session.isNew else { return }
+            session.changeID(to: manager.configuration.idGenerator())
+            _session = session
+        }
+    }
+
     /// Changes the session (creating it if needed): the change is replicated when the request ends.
     public func update<T>(_ manager: SessionManager, _ body: (inout Session) throws -> T) rethrows -> T {
         var session = require(manager)
@@ -77,8 +88,12 @@ public struct ClusterSessionMiddleware<Context: ClusterSessionRequestContext>: R
     public let cookieName: String
     /// This node's route, appended to the cookie value; nil disables route binding.
     public let route: String?
-    /// Whether the cookie is sent only over HTTPS.
+    /// Whether the cookie is sent only over HTTPS (`Secure`). Set it when clients reach the node
+    /// over TLS (`cohort serve --behind-tls`, `COHORT_BEHIND_TLS=true`).
     public let secureCookie: Bool
+    /// Whether a session whose principal changed during the request gets a new id (Tomcat's
+    /// `changeSessionIdOnAuthentication`): on by default.
+    public let rotateOnPrincipalChange: Bool
     /// Whether the node may serve sessions yet (state transfer done); requests before that get
     /// 503 with Retry-After instead of an empty session.
     public let ready: @Sendable () -> Bool
@@ -91,6 +106,7 @@ public struct ClusterSessionMiddleware<Context: ClusterSessionRequestContext>: R
         route: String? = nil,
         secureCookie: Bool = false,
         retryAfter: Int = 1,
+        rotateOnPrincipalChange: Bool = true,
         ready: @escaping @Sendable () -> Bool = { true }
     ) {
         self.manager = manager
@@ -98,6 +114,7 @@ public struct ClusterSessionMiddleware<Context: ClusterSessionRequestContext>: R
         self.route = route
         self.secureCookie = secureCookie
         self.retryAfter = max(0, retryAfter)
+        self.rotateOnPrincipalChange = rotateOnPrincipalChange
         self.ready = ready
     }
 
@@ -135,7 +152,14 @@ public struct ClusterSessionMiddleware<Context: ClusterSessionRequestContext>: R
             }
         }
         let loadedID = context.clusterSession.session?.id
+        let loadedPrincipal = context.clusterSession.session?.principal
         var response = try await next(request, context)
+        // A login (or logout, or another user) on an existing session: a new id, so an id
+        // planted before the login (session fixation) or seen before it is worth nothing after.
+        if rotateOnPrincipalChange, let current = context.clusterSession.session, !current.isNew,
+           current.id == loadedID, current.principal != loadedPrincipal {
+            context.clusterSession.rotateID(manager)
+        }
         guard let session = context.clusterSession.session else { return response }
 
         if session.isInvalidated {

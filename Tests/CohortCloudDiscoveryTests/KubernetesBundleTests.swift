@@ -167,6 +167,10 @@ struct KubernetesBundleTests {
             #expect(try env(name)?["valueFrom", "fieldRef", "fieldPath"]?.string == field, "\(name)")
         }
         #expect(try env("COHORT_DISCOVERY")?["value"]?.string == "kubernetes")
+        // The cluster key comes from a Secret, never from the manifest itself.
+        #expect(try env("COHORT_CLUSTER_KEYS")?["valueFrom", "secretKeyRef", "name"]?.string == "cohort-cluster-key")
+        #expect(try env("COHORT_CLUSTER_KEYS")?["valueFrom", "secretKeyRef", "key"]?.string == "keys")
+        #expect(try env("COHORT_CLUSTER_KEYS")?["value"] == nil)
         #expect(try container["args"]?.strings.contains("--listen=$(POD_IP):4001") == true)
         // The label selector matches the pod template's labels.
         let selector = try #require(try env("KUBERNETES_LABELS")?["value"]?.string)

@@ -41,10 +41,10 @@ final class HTTPCluster: @unchecked Sendable {
     let network = InMemoryNetwork()
     let clock = ManualClock()
 
-    static func start(count: Int, route: Bool = true) async throws -> HTTPCluster {
+    static func start(count: Int, route: Bool = true, adminToken: String? = nil, secureCookie: Bool = false) async throws -> HTTPCluster {
         let cluster = HTTPCluster()
         for i in 0..<count {
-            let node = try await cluster.add(index: i, route: route)
+            let node = try await cluster.add(index: i, route: route, adminToken: adminToken, secureCookie: secureCookie)
             try await cluster.waitUntilReady(node)
         }
         for node in cluster.nodes {
@@ -59,7 +59,7 @@ final class HTTPCluster: @unchecked Sendable {
     }
 
     @discardableResult
-    func add(index i: Int, settle: Duration = .zero, route: Bool = true) async throws -> Node {
+    func add(index i: Int, settle: Duration = .zero, route: Bool = true, adminToken: String? = nil, secureCookie: Bool = false) async throws -> Node {
         let name = "node\(i + 1)"
         let configuration = ClusterConfiguration(name: name, listen: Endpoint(host: "127.0.0.1", port: 0), members: nodes.map { $0.node.channel.localMember.endpoint })
         var quiet = Logger(label: "test")
@@ -80,8 +80,8 @@ final class HTTPCluster: @unchecked Sendable {
         let manager = try DeltaSessionManager(channel: channel, configuration: sessions)
         let node = ClusterNode(channel: channel, sessions: manager, gracePeriod: .seconds(5))
         let router = Router(context: ClusterRequestContext.self)
-        node.addAdminRoutes(to: router)
-        let routes = router.group().add(middleware: ClusterSessionMiddleware(manager: manager, route: route ? name : nil, ready: { node.isReady }))
+        node.addAdminRoutes(to: router, bearerToken: adminToken)
+        let routes = router.group().add(middleware: ClusterSessionMiddleware(manager: manager, route: route ? name : nil, secureCookie: secureCookie, ready: { node.isReady }))
         routes.get("/counter") { _, context -> Response in
             let count = try context.clusterSession.update(manager) { session in
                 let next = (try session.attribute("count", as: Int.self) ?? 0) + 1
@@ -93,6 +93,17 @@ final class HTTPCluster: @unchecked Sendable {
         routes.get("/peek") { _, context -> Response in
             let count = try context.clusterSession.session?.attribute("count", as: Int.self) ?? 0
             return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "\(count)")))
+        }
+        // Logs a user in: the principal changes, so the middleware gives the session a new id.
+        routes.get("/login") { request, context -> Response in
+            let user = request.uri.queryParameters["user"].map(String.init) ?? "someone"
+            context.clusterSession.update(manager) { $0.principal = user }
+            return Response(status: .ok)
+        }
+        // Rotates the id explicitly.
+        routes.get("/rotate") { _, context -> Response in
+            context.clusterSession.rotateID(manager)
+            return Response(status: .ok)
         }
         routes.get("/logout") { _, context -> Response in
             if var session = context.clusterSession.session {
@@ -167,8 +178,9 @@ final class Browser: @unchecked Sendable {
         var retryAfter: String?
     }
 
-    func get(_ port: Int, _ path: String) async throws -> Answer {
+    func get(_ port: Int, _ path: String, headers: [String: String] = [:]) async throws -> Answer {
         var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
         if let cookie { request.setValue(cookie, forHTTPHeaderField: "Cookie") }
         let (data, response) = try await session.data(for: request)
         let http = response as! HTTPURLResponse

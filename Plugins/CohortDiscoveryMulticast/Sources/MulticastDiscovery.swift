@@ -1,4 +1,5 @@
 import CohortCore
+import Foundation
 import Logging
 import Metrics
 import NIOConcurrencyHelpers
@@ -85,7 +86,7 @@ public final class MulticastDiscovery: DiscoveryProvider, Sendable {
     }
 
     public func leave(local: Member) async {
-        guard let datagram = try? MulticastDatagram.encode(.leave, member: local) else { return }
+        guard let datagram = try? MulticastDatagram.encode(.leave, member: local, signing: configuration.keys.first, time: Self.wallClockMilliseconds()) else { return }
         let configuration = self.configuration
         let group = self.group
         // The heartbeat socket is closed by now: a short-lived one sends the leave (twice, as UDP
@@ -134,7 +135,9 @@ public final class MulticastDiscovery: DiscoveryProvider, Sendable {
     }
 
     private func heartbeats(_ channel: any Channel, to target: SocketAddress, local: Member, report: @escaping @Sendable (DiscoveryEvent) -> Void) async throws {
-        let alive = try MulticastDatagram.encode(.alive, member: local, allocator: channel.allocator)
+        // Signed datagrams carry the time: made again for every heartbeat.
+        let signing = configuration.keys.first
+        _ = try MulticastDatagram.encode(.alive, member: local, allocator: channel.allocator, signing: signing, time: 0)
         let tick = min(configuration.frequency, .milliseconds(100))
         var nextSend = ContinuousClock.now
         var failuresInARow = 0
@@ -150,6 +153,7 @@ public final class MulticastDiscovery: DiscoveryProvider, Sendable {
             if now >= nextSend {
                 nextSend = now.advanced(by: configuration.frequency)
                 do {
+                    let alive = try MulticastDatagram.encode(.alive, member: local, allocator: channel.allocator, signing: signing, time: Self.wallClockMilliseconds())
                     try await channel.writeAndFlush(AddressedEnvelope(remoteAddress: target, data: alive))
                     failuresInARow = 0
                     shared.withLockedValue {
@@ -180,23 +184,30 @@ public final class MulticastDiscovery: DiscoveryProvider, Sendable {
         }
     }
 
+    /// Wall-clock time in ms since 1970 (the time of signed datagrams).
+    static func wallClockMilliseconds() -> Int64 {
+        Int64(Date().timeIntervalSince1970 * 1000)
+    }
+
     /// Classifies one datagram, counts it, and reports what it means. Runs on the event loop.
     private func received(_ buffer: ByteBuffer, report: @Sendable (DiscoveryEvent) -> Void) {
         let now = ContinuousClock.now
         let decoded: MulticastDatagram.Decoded
         do throws(MulticastDatagram.DecodeError) {
-            decoded = try MulticastDatagram.decode(buffer)
+            decoded = try MulticastDatagram.decode(buffer, keys: configuration.keys, now: Self.wallClockMilliseconds(), window: configuration.macWindow)
         } catch {
             shared.withLockedValue {
                 $0.counters.received += 1
                 switch error {
                 case .malformed: $0.counters.malformed += 1
                 case .incompatibleVersion: $0.counters.incompatibleVersion += 1
+                case .unauthenticated: $0.counters.unauthenticated += 1
                 }
             }
             switch error {
             case .malformed: metrics.malformed.increment()
             case .incompatibleVersion: metrics.incompatible.increment()
+            case .unauthenticated: metrics.unauthenticated.increment()
             }
             logger.debug("discovery.multicast ignored a datagram: \(error)")
             return

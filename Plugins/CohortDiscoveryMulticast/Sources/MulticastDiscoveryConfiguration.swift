@@ -14,6 +14,8 @@ import CohortCore
 /// | `loopback` | IP_MULTICAST_LOOP: deliver to other members on this host (`true`/`false`) | `true` |
 /// | `recoveryBackoffMs` | first wait before re-opening the socket after an error | `500` |
 /// | `recoveryMaxBackoffMs` | longest wait between re-opening attempts | `5000` |
+/// | `clusterKeys` | cluster keys (``CohortCore/ClusterKey`` text, set from the node's `clusterKeys`): datagrams are signed with the first and must carry a valid MAC | none |
+/// | `macWindowMs` | how far a signed datagram's time may be from the receiver's clock | `30000` |
 public struct MulticastDiscoveryConfiguration: Sendable, Equatable {
     /// The multicast group (IPv4, 224.0.0.0/4).
     public var address: String
@@ -34,6 +36,11 @@ public struct MulticastDiscoveryConfiguration: Sendable, Equatable {
     public var recoveryBackoff: Duration
     /// Longest wait between re-opening attempts.
     public var recoveryMaxBackoff: Duration
+    /// Cluster keys: datagrams are signed with the first, and only signed datagrams with a valid
+    /// MAC under one of them are read. Empty: unsigned datagrams.
+    public var keys: [ClusterKey] = []
+    /// How far a signed datagram's time may be from this node's clock (either way).
+    public var macWindow: Duration = .seconds(30)
 
     /// Creates a configuration.
     public init(
@@ -59,7 +66,7 @@ public struct MulticastDiscoveryConfiguration: Sendable, Equatable {
     }
 
     /// The setting keys this plugin reads.
-    public static let settingKeys = ["address", "port", "frequencyMs", "dropTimeMs", "ttl", "interface", "loopback", "recoveryBackoffMs", "recoveryMaxBackoffMs"]
+    public static let settingKeys = ["address", "port", "frequencyMs", "dropTimeMs", "ttl", "interface", "loopback", "recoveryBackoffMs", "recoveryMaxBackoffMs", "clusterKeys", "macWindowMs"]
 
     /// Reads a configuration from plugin settings; absent keys keep their defaults.
     ///
@@ -91,6 +98,12 @@ public struct MulticastDiscoveryConfiguration: Sendable, Equatable {
         }
         if let n = try number("recoveryBackoffMs", 1...3_600_000) { recoveryBackoff = .milliseconds(n) }
         if let n = try number("recoveryMaxBackoffMs", 1...3_600_000) { recoveryMaxBackoff = .milliseconds(n) }
+        if let text = value("clusterKeys") {
+            do { keys = try ClusterKey.parseList(text) } catch let error as CohortError {
+                throw CohortError(.badConfiguration, "discovery.multicast setting 'clusterKeys': \(error.message)")
+            }
+        }
+        if let n = try number("macWindowMs", 1...86_400_000) { macWindow = .milliseconds(n) }
         try validate()
     }
 

@@ -98,6 +98,8 @@ public struct MulticastDiscoveryCounters: Sendable, Equatable, CustomStringConve
     public var malformed = 0
     /// Ignored: a format version this build does not read.
     public var incompatibleVersion = 0
+    /// Ignored: no valid MAC under this node's cluster keys, or outside the time window.
+    public var unauthenticated = 0
     /// Ignored: a member of another domain.
     public var foreignDomain = 0
     /// Ignored: our own datagrams, looped back.
@@ -113,10 +115,10 @@ public struct MulticastDiscoveryCounters: Sendable, Equatable, CustomStringConve
     public init() {}
 
     /// Every ignored datagram.
-    public var ignored: Int { malformed + incompatibleVersion + foreignDomain + own + stale }
+    public var ignored: Int { malformed + incompatibleVersion + unauthenticated + foreignDomain + own + stale }
 
     public var description: String {
-        "sent \(sent) (failed \(sendFailures)), received \(received): alive \(alive), leave \(leaves), malformed \(malformed), incompatible \(incompatibleVersion), other domain \(foreignDomain), own \(own), stale \(stale); dropped \(dropped); socket errors \(socketErrors), re-opened \(reopens)"
+        "sent \(sent) (failed \(sendFailures)), received \(received): alive \(alive), leave \(leaves), malformed \(malformed), incompatible \(incompatibleVersion), unauthenticated \(unauthenticated), other domain \(foreignDomain), own \(own), stale \(stale); dropped \(dropped); socket errors \(socketErrors), re-opened \(reopens)"
     }
 }
 
@@ -128,6 +130,7 @@ struct MulticastMetrics: Sendable {
     let leave = Counter(label: "cohort.discovery.multicast.datagrams", dimensions: [("outcome", "leave")])
     let malformed = Counter(label: "cohort.discovery.multicast.datagrams", dimensions: [("outcome", "malformed")])
     let incompatible = Counter(label: "cohort.discovery.multicast.datagrams", dimensions: [("outcome", "incompatible_version")])
+    let unauthenticated = Counter(label: "cohort.discovery.multicast.datagrams", dimensions: [("outcome", "unauthenticated")])
     let foreignDomain = Counter(label: "cohort.discovery.multicast.datagrams", dimensions: [("outcome", "foreign_domain")])
     let own = Counter(label: "cohort.discovery.multicast.datagrams", dimensions: [("outcome", "own")])
     let stale = Counter(label: "cohort.discovery.multicast.datagrams", dimensions: [("outcome", "stale")])

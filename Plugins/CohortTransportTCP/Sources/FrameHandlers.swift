@@ -4,10 +4,21 @@ import NIOCore
 /// Splits the byte stream into Cohort frames, enforcing the frame cap.
 struct FrameDecoder: ByteToMessageDecoder {
     typealias InboundOut = WireFormat.Frame
-    let maxFrameSize: Int
+    /// The cap; a connection's handlers may raise it once the peer is admitted (see ``FrameCap``).
+    let cap: FrameCap
+
+    init(maxFrameSize: Int) {
+        self.cap = FrameCap(maxFrameSize)
+    }
+
+    init(cap: FrameCap) {
+        self.cap = cap
+    }
+
+    var maxFrameSize: Int { cap.value }
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        guard let frame = try WireFormat.parse(from: &buffer, maxFrameSize: maxFrameSize) else { return .needMoreData }
+        guard let frame = try WireFormat.parse(from: &buffer, maxFrameSize: cap.value) else { return .needMoreData }
         context.fireChannelRead(NIOAny(frame))
         return .continue
     }

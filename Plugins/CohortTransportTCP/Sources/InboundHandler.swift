@@ -38,7 +38,11 @@ final class InboundProcessor: Sendable {
     /// Messages handled between two voluntary yields of the drain task.
     static let yieldEvery = 32
 
-    init(channel: any Channel, member: Member, delegate: any TransportDelegate, handlersOnEventLoop: Bool, budget: Receiver.Budget, receiver: Receiver?) {
+    /// The node-wide count of waiting bytes (nil in tests that run a processor alone).
+    private let gate: InboundGate?
+
+    init(channel: any Channel, member: Member, delegate: any TransportDelegate, handlersOnEventLoop: Bool, budget: Receiver.Budget, receiver: Receiver?, gate: InboundGate? = nil) {
+        self.gate = gate
         self.channel = channel
         self.member = member
         self.delegate = delegate
@@ -49,11 +53,13 @@ final class InboundProcessor: Sendable {
 
     func enqueue(_ item: Item) {
         let size = item.message.payload.readableBytes
+        // The node-wide budget: every connection's waiting bytes together.
+        let overNodeBudget = gate.map { $0.addWaiting(size) > $0.limits.inboundBytes } ?? false
         let (start, pause): (Bool, Bool) = queue.withLockedValue { queue in
             queue.items.append(item)
             queue.bytes += size
             var pause = false
-            if !queue.paused && (queue.items.count > budget.highWater || queue.bytes > budget.bytes) {
+            if !queue.paused && (queue.items.count > budget.highWater || queue.bytes > budget.bytes || overNodeBudget) {
                 queue.paused = true
                 pause = true
             }
@@ -78,7 +84,10 @@ final class InboundProcessor: Sendable {
     private func next() -> (item: Item?, resume: Bool, activity: Bool) {
         queue.withLockedValue { queue in
             var resume = false
-            if queue.paused && queue.items.count < budget.lowWater && queue.bytes <= budget.bytes / 4 {
+            // Paused for the node-wide budget as well, a connection reads again once the node is
+            // below it or its own queue is empty (so no connection waits on another forever).
+            let nodeAllows = gate.map { !$0.overBudget } ?? true
+            if queue.paused && queue.items.count < budget.lowWater && queue.bytes <= budget.bytes / 4 && (nodeAllows || queue.items.isEmpty) {
                 queue.paused = false
                 resume = true
             }
@@ -88,6 +97,7 @@ final class InboundProcessor: Sendable {
                 return (nil, resume, activity)
             }
             queue.bytes -= item.message.payload.readableBytes
+            gate?.removeWaiting(item.message.payload.readableBytes)
             return (item, resume, activity)
         }
     }
@@ -150,10 +160,46 @@ final class InboundHandler: ChannelInboundHandler {
     /// as a heartbeat, but one report per ``SignOfLife/interval`` is enough).
     private var signOfLife = SignOfLife()
 
-    init(core: TransportCore, receiver: Receiver?, delegate: any TransportDelegate) {
+    /// The connection decoder's cap, raised to ``fullCap`` by the hello (nil in tests that
+    /// run the handler alone).
+    private let cap: FrameCap?
+    private let fullCap: Int
+    /// Closes the connection when no hello arrived in time.
+    private var handshakeTimer: Scheduled<Void>?
+
+    init(core: TransportCore, receiver: Receiver?, delegate: any TransportDelegate, cap: FrameCap? = nil, fullCap: Int? = nil) {
         self.core = core
         self.receiver = receiver
         self.delegate = delegate
+        self.cap = cap
+        self.fullCap = fullCap ?? core.settings.maxFrameSize
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        // A connection that says no hello (nor a probe, nor finishes its key handshake) within
+        // the handshake timeout is closed: it holds a slot of the connection caps.
+        let timeout = core.limits.handshakeTimeout
+        let core = self.core
+        let channel = context.channel
+        handshakeTimer = context.eventLoop.scheduleTask(in: TimeAmount(timeout)) {
+            core.refuse(.handshakeTimeout, "closed a connection from \(channel.remoteAddress.map { "\($0)" } ?? "unknown peer"): no hello within \(timeout)")
+            channel.close(promise: nil)
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        handshakeTimer?.cancel()
+        handshakeTimer = nil
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+            let peer = member.map(\.name) ?? context.remoteAddress.map { "\($0)" } ?? "unknown peer"
+            core.refuse(.idle, "closed the connection from \(peer): nothing read for \(core.limits.idleTimeout)")
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -162,20 +208,33 @@ final class InboundHandler: ChannelInboundHandler {
             switch frame.kind {
             case .hello:
                 let peer = try WireFormat.readMember(from: &frame.body)
+                guard member == nil else { throw CohortError(.malformedFrame, "a second hello on one connection") }
+                // Mutual TLS: the client's certificate must name the member it says it is; every
+                // later frame on this connection (data, heartbeat, leave) is then that member's.
+                guard core.certificateNames(peer, on: context.channel) else {
+                    core.refuse(.impersonation, "refused a hello as \(peer.name) from \(context.remoteAddress.map { "\($0)" } ?? "unknown peer"): its certificate does not name that member")
+                    context.close(promise: nil)
+                    return
+                }
                 member = peer
+                handshakeTimer?.cancel()
+                handshakeTimer = nil
+                cap?.value = fullCap
                 processor = InboundProcessor(
                     channel: context.channel,
                     member: peer,
                     delegate: delegate,
                     handlersOnEventLoop: core.settings.handlersOnEventLoop,
                     budget: receiver?.budget ?? Receiver.Budget(maxFrameSize: core.settings.maxFrameSize),
-                    receiver: receiver
+                    receiver: receiver,
+                    gate: core.gate
                 )
                 context.writeAndFlush(wrapOutboundOut(Frames.hello(kind: .helloReply, member: core.localMember, allocator: context.channel.allocator)), promise: nil)
                 receiver?.send(.accepted(context.channel, peer))
                 delegate.transport(didAccept: peer)
             case .probe:
                 _ = try WireFormat.readMember(from: &frame.body)
+                // Answered; the prober closes. The handshake timer closes it if it does not.
                 context.writeAndFlush(wrapOutboundOut(Frames.hello(kind: .helloReply, member: core.localMember, allocator: context.channel.allocator)), promise: nil)
             case .data:
                 guard let member, let processor else {
@@ -242,7 +301,7 @@ final class InboundHandler: ChannelInboundHandler {
         let peer = member.map { "\($0.name)" } ?? "\(context.remoteAddress.map { "\($0)" } ?? "unknown peer")"
         if error is CohortError || error is ByteToMessageDecoderError {
             core.countMalformed()
-            core.logger.warning("closing connection from \(peer): \(error)")
+            core.refusals.record("malformed", "closing connection from \(peer): \(error)")
             context.writeAndFlush(wrapOutboundOut(Frames.error("\(error)", allocator: context.channel.allocator)), promise: nil)
         } else {
             core.logger.debug("connection from \(peer) failed: \(error)")

@@ -1,5 +1,6 @@
 import CohortCore
 import DequeModule
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -163,13 +164,15 @@ final class OutboundConnection: Sendable {
         let promise = loop.makePromise(of: Member.self)
         handshakePromise = promise
         state = .connecting
-        let maxFrame = core.settings.maxFrameSize
+        let maxFrame = core.decoderFrameCap
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(TimeAmount(timeout))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try core.addTLSHandler(to: channel.pipeline.syncOperations, role: .client)
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: maxFrame)))
+                    try core.addSecurityHandler(to: channel.pipeline.syncOperations, role: .client)
                     try channel.pipeline.syncOperations.addHandler(OutboundHandler(connection: self))
                 }
             }
@@ -218,6 +221,22 @@ final class OutboundConnection: Sendable {
         guard case .connecting = state, let channel = pendingChannel else { return }
         if let expected = member, expected.id != peer.id {
             fail(reason: "\(endpoint) is now a different incarnation (\(peer.id)), not \(expected.id)")
+            channel.close(promise: nil)
+            return
+        }
+        // Mutual TLS: the server's certificate must name the member it says it is.
+        if !core.certificateNames(peer, on: channel) {
+            core.refuse(.impersonation, "\(endpoint) answered as \(peer.name), a name its certificate does not hold; not admitted")
+            fail(reason: "\(endpoint) answered as \(peer.name), which its certificate does not name")
+            channel.close(promise: nil)
+            return
+        }
+        // A discovery handshake (no member expected yet) must not take over the identity of a
+        // member this node already sends to at another address: the answer would otherwise
+        // become that member's connection and receive its traffic.
+        if member == nil, let existing = pool?.table.withLockedValue({ $0[peer.id] }), !existing.isClosed, existing.endpoint != endpoint {
+            core.refuse(.impersonation, "\(endpoint) answered a handshake with the id of \(peer.name) (\(peer.id)), which is at \(existing.endpoint); not admitted")
+            fail(reason: "\(endpoint) answered with the id of the member at \(existing.endpoint)")
             channel.close(promise: nil)
             return
         }
@@ -473,7 +492,7 @@ final class OutboundHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if error is CohortError { connection.core.countMalformed() }
+        if let error = error as? CohortError, error.code != .unauthenticated { connection.core.countMalformed() }
         connection.fail(reason: "connection to \(connection.endpoint) failed: \(error)")
     }
 }

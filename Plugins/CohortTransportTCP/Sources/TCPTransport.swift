@@ -64,14 +64,19 @@ public final class TCPTransport: Transport, QueueDepthReporting, Sendable {
     ///   - group: the event loops to use (default: NIO's shared singleton group).
     ///   - logger: where connection problems are logged.
     ///   - clock: the clock of send timeouts (tests pass a manual clock).
+    ///   - security: how connections are protected (``TransportSecurity/plaintext`` by default;
+    ///     ``TransportSecurity/sharedKey(_:)`` for a cluster key).
+    ///   - limits: caps and timeouts of inbound connections.
     public init(
         settings: TransportSettings = TransportSettings(),
         group: (any EventLoopGroup)? = nil,
         logger: Logger = Logger(label: "cohort.transport.tcp"),
-        clock: any CohortClock = SystemClock()
+        clock: any CohortClock = SystemClock(),
+        security: TransportSecurity = .plaintext,
+        limits: ConnectionLimits = ConnectionLimits()
     ) {
         let group = group ?? MultiThreadedEventLoopGroup.singleton
-        let core = TransportCore(settings: settings, loop: group.next(), logger: logger)
+        let core = TransportCore(settings: settings, security: security, limits: limits, loop: group.next(), logger: logger)
         self.core = core
         self.group = group
         self.clock = clock
@@ -98,7 +103,7 @@ public final class TCPTransport: Transport, QueueDepthReporting, Sendable {
             }
         }
         running.withLockedValue { $0 = Running(server: nil, actors: actors) }
-        let maxFrame = settings.maxFrameSize
+        let maxFrame = core.decoderFrameCap
         let core = self.core
         let receiver = self.receiver
         let bootstrap = ServerBootstrap(group: group)
@@ -107,8 +112,20 @@ public final class TCPTransport: Transport, QueueDepthReporting, Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: maxFrame)))
-                    try channel.pipeline.syncOperations.addHandler(InboundHandler(core: core, receiver: receiver, delegate: delegate))
+                    // Above the caps: closed before a byte is read.
+                    if let refusal = core.gate.admit(channel) {
+                        core.refuse(refusal, "refused a connection from \(channel.remoteAddress.map { "\($0)" } ?? "unknown peer"): \(refusal == .connectionsTotal ? "\(core.limits.maxInboundConnections) inbound connections are open" : "\(core.limits.maxInboundConnectionsPerSource) inbound connections from that address are open")")
+                        channel.close(promise: nil)
+                        return
+                    }
+                    // Until the peer's hello, frames are capped at a member record's size.
+                    let cap = FrameCap(min(maxFrame, FrameCap.beforeHello + core.security.bodyOverhead))
+                    let sync = channel.pipeline.syncOperations
+                    try core.addTLSHandler(to: sync, role: .server)
+                    try sync.addHandler(IdleStateHandler(readTimeout: TimeAmount(core.limits.idleTimeout)))
+                    try sync.addHandler(ByteToMessageHandler(FrameDecoder(cap: cap)))
+                    try core.addSecurityHandler(to: sync, role: .server)
+                    try sync.addHandler(InboundHandler(core: core, receiver: receiver, delegate: delegate, cap: cap, fullCap: maxFrame))
                 }
             }
         let server: any Channel
@@ -394,12 +411,15 @@ public final class TCPTransport: Transport, QueueDepthReporting, Sendable {
         let local = localMember
         let wait = TimeAmount(timeout)
         let promise = loop.makePromise(of: Member.self)
-        let maxFrame = settings.maxFrameSize
+        let maxFrame = core.decoderFrameCap
+        let core = self.core
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(wait)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try core.addTLSHandler(to: channel.pipeline.syncOperations, role: .client)
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: maxFrame)))
+                    try core.addSecurityHandler(to: channel.pipeline.syncOperations, role: .client)
                     try channel.pipeline.syncOperations.addHandler(ProbeHandler(promise: promise))
                 }
             }

@@ -3,6 +3,7 @@ import Logging
 import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOSSL
 import Synchronization
 
 /// What the parts of the TCP transport share — settings, the sender loop, who the node is, who
@@ -10,6 +11,14 @@ import Synchronization
 /// need no reference to the transport (and none to each other's state).
 final class TransportCore: Sendable {
     let settings: TransportSettings
+    /// How connections are protected (plaintext or shared key).
+    let security: TransportSecurity
+    /// Inbound connection caps, timeouts and the inbound byte budget.
+    let limits: ConnectionLimits
+    /// Refused connections and frames, by reason, logged at a limited rate.
+    let refusals: MalformedInputLog
+    /// Inbound connection counts and the node-wide inbound byte count.
+    let gate: InboundGate
     /// All outbound connections live on this loop, so a fan-out is one loop task.
     let loop: any EventLoop
     let logger: Logger
@@ -33,8 +42,12 @@ final class TransportCore: Sendable {
     }
     private let flushes: NIOLoopBoundBox<FlushState>
 
-    init(settings: TransportSettings, loop: any EventLoop, logger: Logger) {
+    init(settings: TransportSettings, security: TransportSecurity = .plaintext, limits: ConnectionLimits = ConnectionLimits(), loop: any EventLoop, logger: Logger) {
         self.settings = settings
+        self.security = security
+        self.limits = limits
+        self.refusals = MalformedInputLog(logger: logger)
+        self.gate = InboundGate(limits: limits)
         self.loop = loop
         self.logger = logger
         self.flushes = .makeBoxSendingValue(FlushState(), eventLoop: loop)
@@ -67,6 +80,65 @@ final class TransportCore: Sendable {
         malformed.add(1, ordering: .relaxed)
         malformedCounter.increment()
     }
+
+    /// Why a connection or frame was refused (the `reason` dimension of
+    /// `cohort.transport.refused`).
+    enum Refusal: String, Sendable, CaseIterable {
+        /// The peer did not prove it holds the cluster's credentials.
+        case unauthenticated
+        /// Too many inbound connections in all.
+        case connectionsTotal
+        /// Too many inbound connections from one address.
+        case connectionsPerSource
+        /// No hello (or key handshake) within the handshake timeout.
+        case handshakeTimeout
+        /// Nothing read for the idle timeout.
+        case idle
+        /// A frame that claims a sender, or a sender's rights, it does not have.
+        case impersonation
+    }
+
+    /// Counts a refusal (metric `cohort.transport.refused`, dimension `reason`) and logs it at a
+    /// limited rate.
+    func refuse(_ reason: Refusal, _ message: @autoclosure () -> String) {
+        Counter(label: "cohort.transport.refused", dimensions: [("reason", reason.rawValue)]).increment()
+        refusals.record(reason.rawValue, message())
+    }
+
+    /// Refusals so far, by reason (for tests and tools).
+    func refusedCount(_ reason: Refusal) -> Int { refusals.count(reason.rawValue) }
+
+    /// Adds the security handler of `role` to a connection's pipeline, if the mode needs one.
+    ///
+    /// Shared-key mode: after the frame decoder. Mutual TLS: see ``addTLSHandler(to:role:)``,
+    /// which goes first.
+    func addSecurityHandler(to pipeline: ChannelPipeline.SynchronousOperations, role: SharedKeyHandler.Role) throws {
+        if case .sharedKey(let keyring) = security.mode {
+            try pipeline.addHandler(SharedKeyHandler(keyring: keyring, role: role, core: self))
+        }
+    }
+
+    /// Adds the TLS handler of `role` (first in the pipeline) in mutual-TLS mode, with the
+    /// contexts of the files as they are on disk now.
+    func addTLSHandler(to pipeline: ChannelPipeline.SynchronousOperations, role: SharedKeyHandler.Role) throws {
+        guard case .mutualTLS(let material) = security.mode else { return }
+        let contexts = try material.contexts()
+        switch role {
+        case .server: try pipeline.addHandler(NIOSSLServerHandler(context: contexts.server))
+        case .client: try pipeline.addHandler(try NIOSSLClientHandler(context: contexts.client, serverHostname: nil))
+        }
+    }
+
+    /// In mutual-TLS mode, whether the connection's peer certificate names `member`; always
+    /// true in the other modes. Loop of the channel only.
+    func certificateNames(_ member: Member, on channel: any Channel) -> Bool {
+        guard case .mutualTLS = security.mode else { return true }
+        let certificate = try? channel.pipeline.syncOperations.nioSSL_peerCertificate()
+        return TLSMaterial.certificate(certificate, names: member.name)
+    }
+
+    /// The frame cap of a connection's decoder: the configured cap plus what sealing adds.
+    var decoderFrameCap: Int { settings.maxFrameSize + security.bodyOverhead }
 
     func reportAsyncFailure(count: Int, to member: Member, reason: String) {
         asyncFailureCounter.increment(by: count)

@@ -1,3 +1,4 @@
+import Cohort
 import Foundation
 import CohortHummingbird
 
@@ -14,6 +15,9 @@ final class ChaosCluster: @unchecked Sendable {
     let control: ChaosHTTP
     private let lock = NSLock()
     private var processes: [String: ChaosProcess] = [:]
+    /// The nodes share a key made for the run, as `cohort demo`'s do (the network-namespace
+    /// topology listens beyond loopback, where a node without credentials refuses to start).
+    private let environment = DemoCommand.nodeEnvironment(key: ClusterKey.generate())
 
     init(topology: ChaosTopology, executable: String, mode: ChaosScenario.Mode, manager: String, extraArguments: [String] = [], directory: String) {
         self.extraArguments = extraArguments
@@ -37,7 +41,7 @@ final class ChaosCluster: @unchecked Sendable {
             "--listen", node.clusterAddress, "--members", others, "--mode", mode.rawValue, "--manager", manager,
         ] + extraArguments
         let (program, argv) = topology.launcher(for: node, executable: executable, arguments: arguments)
-        let process = try ChaosProcess(label: node.name, executable: program, arguments: argv, logPath: "\(directory)/\(node.name).log")
+        let process = try ChaosProcess(label: node.name, executable: program, arguments: argv, logPath: "\(directory)/\(node.name).log", environment: environment)
         lock.withLock { processes[node.name] = process }
     }
 

@@ -8,7 +8,7 @@ final class ChaosProcess: @unchecked Sendable {
     private let process = Process()
 
     /// Starts `executable arguments…`, output (both streams) appended to `logPath`.
-    init(label: String, executable: String, arguments: [String], logPath: String) throws {
+    init(label: String, executable: String, arguments: [String], logPath: String, environment: [String: String]? = nil) throws {
         self.label = label
         self.logPath = logPath
         if !FileManager.default.fileExists(atPath: logPath) {
@@ -21,6 +21,7 @@ final class ChaosProcess: @unchecked Sendable {
         log.write(Data("--- \(Date()) \(executable) \(arguments.joined(separator: " "))\n".utf8))
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
+        if let environment { process.environment = environment }
         process.standardOutput = log
         process.standardError = log
         process.standardInput = FileHandle.nullDevice

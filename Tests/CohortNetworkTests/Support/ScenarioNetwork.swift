@@ -56,6 +56,10 @@ final class ScenarioNetwork: @unchecked Sendable {
         guard let exe = Paths.cohort else { throw NetnsError(message: "the cohort executable is not built") }
         var arguments = ["node", "--name", name, "--listen", listen(i), "--domain", domain ?? self.domain]
         arguments += discovery ?? (["--discovery", "multicast"] + multicastSettings)
+        // Addresses of the test's own network namespaces, which no one else reaches: the nodes run
+        // without cluster credentials, said explicitly (they would refuse to start otherwise).
+        var environment = environment
+        if hosts != nil && environment["COHORT_CLUSTER_KEYS"] == nil { environment["COHORT_INSECURE"] = environment["COHORT_INSECURE"] ?? "true" }
         let node: NodeProcess
         if let hosts {
             let command = hosts.command(on: i, exe, arguments)

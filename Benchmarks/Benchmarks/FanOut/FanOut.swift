@@ -30,7 +30,11 @@ let benchmarks: @Sendable () -> Void = {
         let bench = ChainBench(fanOut: k)
         Benchmark(
             "FanOut chain K=\(k)",
-            configuration: .init(metrics: metrics, warmupIterations: 3, scalingFactor: .kilo, maxDuration: .seconds(2), maxIterations: 2_000)
+            configuration: .init(
+                metrics: metrics, warmupIterations: 3, scalingFactor: .kilo, maxDuration: .seconds(2), maxIterations: 2_000,
+                // Exact and repeatable: one more allocation per message fails `scripts/bench --check`.
+                thresholds: [.mallocCountTotal: .init(absolute: [.p90: 0])]
+            )
         ) { benchmark in
             let chain = bench.chain
             let message = bench.message

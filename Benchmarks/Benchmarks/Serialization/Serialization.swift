@@ -63,15 +63,16 @@ let benchmarks: @Sendable () -> Void = {
             benchmark.stopMeasurement()
         }
     }
-    // The malloc count per encode + decode is exact and repeatable: no tolerance, so one more
-    // allocation fails `scripts/bench --check`.
+    // The malloc count per encode + decode is exact and repeatable; it is counted per 1,000
+    // operations (Thresholds/), so one more allocation per operation (+1,000) fails
+    // `scripts/bench --check`, and the tolerance of 100 only absorbs a stray one per batch.
     let heldConfiguration = Benchmark.Configuration(
         metrics: [.wallClock, .throughput, .mallocCountTotal, .mallocBytesCount],
         warmupIterations: 3,
         scalingFactor: .kilo,
         maxDuration: .seconds(2),
         maxIterations: 2_000,
-        thresholds: [.mallocCountTotal: .init(absolute: [.p90: 0])]
+        thresholds: [.mallocCountTotal: .init(absolute: [.p90: 100])]
     )
     let delta = SessionDeltaSample(attributeBytes: 1024)
     for codec in codecs {

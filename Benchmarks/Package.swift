@@ -55,7 +55,7 @@ let package = Package(
             path: "Sources/CohortBenchSupport",
             swiftSettings: swiftSettings
         ),
-        benchmarkTarget("Serialization"),
+        benchmarkTarget("Serialization", extra: [.product(name: "CohortSessions", package: "cohort")]),
         benchmarkTarget("FanOut", extra: [.product(name: "CohortTestKit", package: "cohort")]),
         benchmarkTarget("Loopback"),
         benchmarkTarget("SecureLoopback"),

@@ -39,3 +39,26 @@ for key in sorted(set(tribes) | set(cohort)):
         lat = "| | |"
     cpu = f"{med(t, 'cpu_us_per_msg'):.1f} / {med(c, 'cpu_us_per_msg'):.1f}"
     print(f"| {k} | {mode} | {size(n)} | {t_rate:,.0f} | {c_rate:,.0f} | {rate_ratio:.2f}× | {lat} | {cpu} | {min(len(t), len(c))} |")
+
+# The HTTP cluster bench (Benchmarks/http-cluster), one results.csv per round.
+http = {}
+for path in sorted(glob.glob(os.path.join(folder, "http-*", "results.csv"))):
+    for row in csv.DictReader(open(path)):
+        http.setdefault(row["point"], []).append(row)
+if http:
+    single = med(http.get("single", []), "req_per_s")
+    print()
+    print("HTTP: GET /counter (every request writes its session), wrk 16 connections through nginx round-robin.")
+    print("No Tomcat DeltaManager cluster ran (none is scripted yet), so there is no Cohort/Tomcat ratio here.")
+    print()
+    print("| point | req/s | p50 µs | p99 µs | Cohort CPU µs/req | nginx CPU µs/req | errors | cluster / one node | rounds |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for point in ("cluster-sync", "cluster-async", "single"):
+        rows = http.get(point, [])
+        if not rows:
+            continue
+        rps = med(rows, "req_per_s")
+        rel = f"{rps / single:.0%}" if single == single and single else ""
+        errors = sum(int(r["errors"]) for r in rows)
+        print(f"| {point} | {rps:,.0f} | {med(rows, 'p50_us'):.0f} | {med(rows, 'p99_us'):.0f} | "
+              f"{med(rows, 'node_cpu_us_per_req'):.1f} | {med(rows, 'nginx_cpu_us_per_req'):.1f} | {errors} | {rel} | {len(rows)} |")

@@ -41,7 +41,8 @@ public final class InMemoryNetwork: Sendable {
 
     func node(at endpoint: Endpoint, from source: Endpoint) -> InMemoryTransport? {
         shared.withLockedValue { shared in
-            if shared.cut.contains([source, endpoint]) { return nil }
+            // Checked only when something is cut: the pair is an array, built per destination.
+            if !shared.cut.isEmpty, shared.cut.contains([source, endpoint]) { return nil }
             return shared.nodes[endpoint]
         }
     }

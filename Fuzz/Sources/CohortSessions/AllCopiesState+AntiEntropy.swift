@@ -1,0 +1,1 @@
+../../../Sources/CohortSessions/AllCopiesState+AntiEntropy.swift
